@@ -1,0 +1,3 @@
+from diffc.cli import main
+
+main()
