@@ -1,0 +1,68 @@
+"""`diffc train SPEC`: train a compiled spec from a recipe (see diffc.training.recipe for the keys)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from diffc.errors import UserError
+
+
+def _build(spec: str, model: str | None):
+    """Compile the spec on CPU; the training loop moves the module to its device."""
+    from diffc.compiler import build_model
+    return build_model(spec, model=model, device="cpu")
+
+
+@click.command("train", epilog="""\b
+Examples:
+  diffc train specs/dit_dtr.diffspec                       # tiny DiT on the built-in digits, CPU
+  diffc train specs/dit_dtr.diffspec --dry-run             # resolved recipe, model summary, memory
+  diffc train specs/dit_dtr.diffspec --recipe recipes/dit_digits.yaml --steps 200
+  torchrun --nproc_per_node=4 -m diffc train spec.diffspec --device cuda --bf16
+Durations: images (200Ki, 50000, 1M) or steps ('10k steps'). Re-running resumes from the run directory.""")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="recipe YAML (overrides the spec's)")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="default: runs/<spec-stem>-<model>")
+@click.option("--model", default=None, help="which model of the spec (default: the spec's default model)")
+@click.option("--dry-run", is_flag=True, help="print the resolved recipe, model summary and memory estimate; exit")
+@click.option("--steps", type=int, default=None, help="train for this many optimiser steps (overrides duration)")
+@click.option("--duration", default=None, help="train for this long, e.g. 64Ki or '500 steps'")
+@click.option("--resume/--no-resume", default=True, help="continue from the run directory's latest checkpoint")
+@click.option("--allow-changed", is_flag=True, help="resume even if the spec or recipe changed")
+@click.option("--init-from", type=click.Path(), default=None, help="initialise weights from a checkpoint / run dir")
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast (GPU)")
+@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (GPU)")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--no-progress", is_flag=True, help="no progress bar (logs still go to stats.jsonl)")
+def train(spec, recipe_path, run_dir, model, dry_run, steps, duration, resume, allow_changed, init_from, bf16,
+          use_compile, device, no_progress):
+    """Train SPEC's model with a recipe: the spec's `recipe "..."`, --recipe, or the built-in digits recipe."""
+    from diffc.training.recipe import Duration
+    from diffc.training.recipe_loader import load_recipe, recipe_to_yaml, with_overrides
+    if steps is not None and duration is not None:
+        raise UserError("give either --steps or --duration, not both")
+    if not Path(spec).is_file():
+        raise UserError(f"spec file not found: {spec}")
+    if recipe_path:                     # a bad --recipe is reported before the (slower) model build
+        load_recipe(recipe_path)
+    built = _build(spec, model)
+    chosen = recipe_path or built.recipe_path
+    recipe, text, name = load_recipe(chosen)
+    try:
+        override = Duration(steps, "steps") if steps is not None else (Duration.parse(duration) if duration else None)
+    except ValueError as exc:
+        raise UserError(f"--duration: {exc}") from None
+    recipe = with_overrides(recipe, duration=override)
+    run_dir = Path(run_dir or Path("runs") / f"{Path(spec).stem}-{built.model_name}")
+    if dry_run:
+        from diffc.training.summary import describe
+        click.echo(f"# recipe: {name}\n# run directory: {run_dir}\n" + recipe_to_yaml(recipe))
+        click.echo(describe(built, recipe))
+        return
+    from diffc.training.loop import train as run_training
+    result = run_training(built, recipe, run_dir, recipe_text=text, recipe_name=name,
+                          base_dir=Path(chosen).parent if chosen else Path.cwd(), device=device, resume=resume,
+                          allow_changed=allow_changed, init_from=init_from, bf16=bf16, compile=use_compile,
+                          progress=not no_progress)
+    click.echo(f"trained to {result.nimg} images; checkpoint {result.checkpoint}; samples in {run_dir / 'samples'}")

@@ -1,0 +1,103 @@
+"""Loading a spec and its imports into a Program: every file parsed, every definition by name."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import attrs
+
+from diffc.dsl import ast as A
+from diffc.dsl.parser import parse
+from diffc.errors import Diagnostic, UserError, attach_source, did_you_mean
+
+SUPPORTED_VERSIONS = (1,)
+
+
+@attrs.define
+class Program:
+    entry: A.File
+    files: dict                      # path -> A.File (entry first, then imports)
+    blocks: dict                     # name -> A.BlockDef (kind "block")
+    models: dict                     # name -> A.BlockDef (kind "model") | A.Preset
+    recipe: A.RecipeRef | None
+    default: A.DefaultModel | None
+
+    def sources(self) -> dict[str, str]:
+        return {path: f.source for path, f in self.files.items()}
+
+    def text(self) -> str:
+        """All source text, entry first, each file headed by its path (stored in checkpoints)."""
+        return "\n".join(f"# ---- {p}\n{f.source}" for p, f in self.files.items())
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.text().encode()).hexdigest()
+
+    def model_names(self) -> list[str]:
+        return list(self.models)
+
+    def default_model(self) -> str:
+        if self.default is not None:
+            return self.default.name
+        entry_models = [it.name for it in self.entry.items if isinstance(it, (A.BlockDef, A.Preset))
+                        and getattr(it, "kind", "model") == "model"]
+        if not entry_models:
+            raise UserError(f"{self.entry.path}: no model is defined in this spec", help="write `model Name(...) { ... }`")
+        return entry_models[-1]
+
+
+def load_program(path: str | Path) -> Program:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"spec file not found: {path}", help="pass the path of a .diffspec file")
+    return load_text(path.read_text(), str(path))
+
+
+def load_text(text: str, filename: str = "<spec>") -> Program:
+    files: dict[str, A.File] = {}
+    _load(text, filename, files, stack=[])
+    entry = files[filename]
+    blocks, models, diags = {}, {}, []
+    for f in files.values():
+        for item in f.items:
+            if isinstance(item, (A.BlockDef, A.Preset)):
+                table = blocks if getattr(item, "kind", "model") == "block" else models
+                other = models if table is blocks else blocks
+                if item.name in table or item.name in other:
+                    diags.append(Diagnostic(f"'{item.name}' is defined twice", f.path, item.name_loc.line,
+                                            item.name_loc.col, item.name_loc.end_col))
+                table[item.name] = item
+    recipe = next((i for i in entry.items if isinstance(i, A.RecipeRef)), None)
+    default = next((i for i in entry.items if isinstance(i, A.DefaultModel)), None)
+    if default is not None and default.name not in models:
+        diags.append(Diagnostic(f"default model '{default.name}' is not defined", entry.path, default.loc.line,
+                                default.loc.col, default.loc.end_col, help=did_you_mean(default.name, models)))
+    if diags:
+        attach_source(diags, {p: f.source for p, f in files.items()})
+        raise UserError(diags)
+    return Program(entry, files, blocks, models, recipe, default)
+
+
+def _load(text: str, filename: str, files: dict, stack: list) -> None:
+    tree = parse(text, filename)
+    if tree.version is not None and tree.version not in SUPPORTED_VERSIONS:
+        raise UserError(f"diffspec version {tree.version} is not supported (this diffc reads version 1)",
+                        file=filename, line=1, col=1, help="write `diffspec 1` on the first line")
+    files[filename] = tree
+    for item in tree.items:
+        if not isinstance(item, A.Import):
+            continue
+        target = str((Path(filename).parent / item.path))
+        if target in stack + [filename]:
+            cycle = " -> ".join(Path(p).name for p in stack + [filename, target])
+            d = Diagnostic(f"import cycle: {cycle}", filename, item.loc.line, item.loc.col, item.loc.end_col,
+                           help="move the shared blocks into a third file that both import")
+            attach_source([d], {filename: text})
+            raise UserError(d)
+        if target in files:
+            continue
+        if not Path(target).is_file():
+            d = Diagnostic(f"imported file not found: {target}", filename, item.loc.line, item.loc.col,
+                           item.loc.end_col, help="import paths are relative to the importing spec")
+            attach_source([d], {filename: text})
+            raise UserError(d)
+        _load(Path(target).read_text(), target, files, stack + [filename])

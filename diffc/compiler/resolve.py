@@ -1,0 +1,353 @@
+"""Resolve pass: evaluate a model of a Program into the IR (names -> registry, loops unrolled).
+
+Statements run in source order in one scope per model or composite call (loop bodies share it, so
+`h = dit_block(h, c)` inside `repeat` carries h). Calls of registered blocks become IR nodes named after
+the assignment target (or `as "name"`); `repeat`/`for`/regions prefix names; a `@stage` region is
+evaluated once per stage on a copy of the scope, and the values it changes are merged back.
+"""
+from __future__ import annotations
+
+
+from diffc.compiler.annotations import AnnotationBinder
+from diffc.compiler.evaluate import Evaluator, fail
+from diffc.compiler.inputs import make_input
+from diffc.compiler.ir import Frame, ModelIR, Node, Region, Wire, build_graph
+from diffc.compiler.program import Program
+from diffc.dsl import ast as A
+from diffc.errors import did_you_mean
+from diffc.registry import REGISTRY
+from diffc.registry.core import format_value
+from diffc.registry.values import ValueTypeError, coerce
+
+
+class _Returned(Exception):
+    def __init__(self, values):
+        self.values = values
+
+
+class Resolver(Evaluator, AnnotationBinder):
+    def __init__(self, program: Program):
+        self.program = program
+        self.nodes: list[Node] = []
+        self.names: dict[str, Node] = {}
+        self.frames: list[Frame] = []
+        self.active: list = []            # AnnotationUse stack applying to new nodes
+        self.stage: tuple | None = None
+        self.regions: dict[str, Region] = {}
+        self.annotations: list = []
+        self.inputs: list = []
+        self.overlays: dict = {}          # target label -> [(A.Annotation, index | None, A.OverlayItem)]
+        self.used_overlays: set = set()
+        self.iteration_nodes: list[list[Node]] = []
+        self.stage_regions: list[dict] = []      # filled by diffc.compiler.stages
+
+    # ---- entry ---------------------------------------------------------------------------------
+    def resolve(self, model_name: str):
+        definition, arguments = self._model_definition(model_name)
+        scope = dict(arguments)
+        self.model_annotations(definition, scope)
+        try:
+            self.run_body(definition.body, scope)
+            raise fail(f"model '{model_name}' has no `return`", definition.loc,
+                       help="end the model with `return <prediction>`")
+        except _Returned as ret:
+            outputs = ret.values
+        if not all(isinstance(o, Wire) for o in outputs):
+            raise fail("a model must return tensors", definition.loc)
+        self.check_overlays_used()
+        recipe = self.program.recipe.path if self.program.recipe else None
+        model = ModelIR(model_name, definition.loc.file, self.inputs, outputs, self.regions, self.annotations,
+                        recipe, arguments, stage_regions=self.stage_regions)
+        return build_graph(self._live_nodes(outputs), model)
+
+    def _model_definition(self, name: str):
+        """Follow presets to the model definition; returns (definition, resolved arguments)."""
+        if name not in self.program.models:
+            raise fail(f"unknown model '{name}'", self.program.entry.items[0].loc if self.program.entry.items
+                       else A.Loc(self.program.entry.path, 1, 1, 1, 2),
+                       help=did_you_mean(name, self.program.models) or
+                       f"models in this spec: {', '.join(self.program.models)}")
+        chain, item = [], self.program.models[name]
+        while isinstance(item, A.Preset):
+            chain.append(item)
+            if item.base not in self.program.models:
+                raise fail(f"unknown model '{item.base}'", item.base_loc, help=did_you_mean(item.base, self.program.models))
+            item = self.program.models[item.base]
+            if item in chain:
+                raise fail(f"preset cycle through '{item.name}'", item.loc)
+        params = {p.name: p for p in item.params}
+        arguments: dict = {}
+        for preset in reversed(chain):          # the base's presets first, the named preset last
+            for kw in preset.kwargs:
+                if kw.name not in params:
+                    raise fail(f"model {item.name} has no parameter '{kw.name}'", kw.loc,
+                               help=did_you_mean(kw.name, params),
+                               notes=[f"parameters of {item.name}: " + ", ".join(params)])
+                arguments[kw.name] = (kw.value, {})
+            for overlay in preset.overlay or []:
+                self.add_overlay(overlay)
+        values: dict = {}
+        for p in item.params:
+            expr, _ = arguments.get(p.name, (p.default, None))
+            if expr is None:
+                raise fail(f"model {item.name} needs a value for '{p.name}'", p.loc,
+                           help=f"define a preset: model X = {item.name}({p.name} = ...)")
+            value = self.constant(expr, dict(values), f"parameter '{p.name}'")
+            values[p.name] = self.typed(value, p, expr.loc)
+        return item, values
+
+    @staticmethod
+    def typed(value, param: A.Param, loc: A.Loc):
+        if param.type is None:
+            return value
+        types = {"int": int, "float": float, "bool": bool, "str": str, "list": list}
+        if param.type not in types:
+            raise fail(f"unknown parameter type '{param.type}'", param.loc, help=did_you_mean(param.type, types))
+        try:
+            return coerce(value, types[param.type])
+        except ValueTypeError as exc:
+            raise fail(f"parameter '{param.name}' {exc}", loc) from None
+
+    # ---- statements ----------------------------------------------------------------------------
+    def run_body(self, body: list, scope: dict) -> None:
+        for stmt in body:
+            self.run(stmt, scope)
+
+    def run(self, stmt: A.Stmt, scope: dict) -> None:
+        if isinstance(stmt, A.Input):
+            return self.run_input(stmt, scope)
+        if isinstance(stmt, A.Return):
+            values = [self.evaluate(v, scope, (f"out{i}" if len(stmt.values) > 1 else "out", False))
+                      for i, v in enumerate(stmt.values)]
+            raise _Returned(values)
+        if isinstance(stmt, A.If):
+            branch = stmt.body if self.constant(stmt.test, scope, "an `if` condition") else stmt.orelse
+            return self.run_body(branch, scope)
+        if isinstance(stmt, A.Assign):
+            return self.with_annotations(stmt, "block", self._target_name(stmt, scope), scope,
+                                         lambda: self.run_assign(stmt, scope))
+        if isinstance(stmt, A.Repeat):
+            return self.run_loop(stmt, scope, list(range(self._count(stmt, scope))), "repeat")
+        if isinstance(stmt, A.For):
+            items = self.constant(stmt.iterable, scope, "a `for` list")
+            if not isinstance(items, list):
+                raise fail(f"`for` needs a list, got {format_value(items)}", stmt.iterable.loc)
+            return self.run_loop(stmt, scope, items, "for")
+        if isinstance(stmt, A.Region):
+            return self.run_region(stmt, scope)
+        raise AssertionError(type(stmt))
+
+    def run_input(self, stmt: A.Input, scope: dict) -> None:
+        if self.frames:
+            raise fail("inputs are declared at the top level of a model", stmt.loc)
+        node = self.add_node(Node(stmt.name, "input", None, [], stmt.loc, scopes=()))
+        uses = [self.bind_annotation(a, "input", stmt.name, scope) for a in stmt.annotations]
+        self.inputs.append(make_input(self, stmt, node, uses, scope))
+        scope[stmt.name] = Wire(node)
+
+    def _target_name(self, stmt: A.Assign, scope: dict) -> str:
+        if stmt.node_name is not None:
+            return self.prefix() + self.interpolate(stmt.node_name.value, scope, stmt.node_name.loc)
+        return self.prefix() + stmt.targets[0]
+
+    def run_assign(self, stmt: A.Assign, scope: dict) -> None:
+        explicit = stmt.node_name is not None
+        name = self.interpolate(stmt.node_name.value, scope, stmt.node_name.loc) if explicit else stmt.targets[0]
+        value = self.evaluate(stmt.value, scope, (name, explicit))
+        if len(stmt.targets) > 1:
+            if not isinstance(value, Wire) or not isinstance(value.node.block, str):
+                raise fail(f"cannot unpack {len(stmt.targets)} values from this expression", stmt.value.loc)
+            info = REGISTRY.block(value.node.block)
+            outs = info.outputs if info else ()
+            if len(outs) != len(stmt.targets):
+                raise fail(f"{value.node.block} has {len(outs)} output(s) ({', '.join(outs)}), "
+                           f"but {len(stmt.targets)} names are assigned", stmt.loc)
+            for i, target in enumerate(stmt.targets):
+                scope[target] = Wire(value.node, i)
+        else:
+            scope[stmt.targets[0]] = value
+        if stmt.push:
+            stack = scope.get(stmt.push, [])
+            if not isinstance(stack, list):
+                raise fail(f"'-> {stmt.push}' pushes onto a list, but '{stmt.push}' is {format_value(stack)}",
+                           stmt.push_loc)
+            scope[stmt.push] = stack + [value]
+
+    def _count(self, stmt: A.Repeat, scope: dict) -> int:
+        count = self.constant(stmt.count, scope, "a repeat count")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise fail(f"repeat count must be a non-negative integer, got {format_value(count)}", stmt.count.loc)
+        return count
+
+    def run_loop(self, stmt, scope: dict, items: list, kind: str) -> None:
+        label = stmt.label or (self._default_label(stmt.body) if kind == "repeat" else None)
+        full = self.prefix() + label if label else None
+        region = Region(full, kind, stmt.loc) if full else None
+        if full:
+            self.register_region(region, stmt)
+
+        def body():
+            for i, item in enumerate(items):
+                if kind == "repeat" and stmt.var:
+                    scope[stmt.var] = item
+                elif kind == "for":
+                    self._bind_for(stmt, scope, item)
+                if label:
+                    self.frames.append(Frame(kind, label, i, loc=stmt.loc))
+                self.iteration_nodes.append([])
+                extra = self.overlay_uses(full, i, kind, scope) if full else []
+                self.active.extend(extra)
+                try:
+                    self.run_body(stmt.body, scope)
+                finally:
+                    del self.active[len(self.active) - len(extra):]
+                    created = self.iteration_nodes.pop()
+                    if label:
+                        self.frames.pop()
+                        self._fold_single(created, f"{full}.{i}")
+                    if self.iteration_nodes:
+                        self.iteration_nodes[-1].extend(created)
+                if region is not None:
+                    region.iterations.append(created)
+        target_kind = "repeat" if kind == "repeat" else "for"
+        self.with_annotations(stmt, target_kind, full or "for", scope, body, region)
+
+    def _bind_for(self, stmt: A.For, scope: dict, item) -> None:
+        if stmt.var2 is None:
+            scope[stmt.var] = item
+            return
+        if not isinstance(item, list) or len(item) != 2:
+            raise fail(f"`for {stmt.var}, {stmt.var2} in ...` needs pairs, got {format_value(item)}",
+                       stmt.iterable.loc, help="use enumerate(xs) or zip(xs, ys)")
+        scope[stmt.var], scope[stmt.var2] = item
+
+    @staticmethod
+    def _default_label(body: list) -> str:
+        first = next((s for s in body if isinstance(s, A.Assign)), None)
+        return first.targets[0] if first else "repeat"
+
+    def _fold_single(self, created: list[Node], name: str) -> None:
+        """An iteration that made exactly one (auto-named) node names it `label.i` (e.g. blocks.3)."""
+        if len(created) == 1 and not created[0].context.get("explicit_name") and name not in self.names:
+            node = created[0]
+            del self.names[node.name]
+            node.name = name
+            self.names[name] = node
+
+    def run_region(self, stmt: A.Region, scope: dict) -> None:
+        full = self.prefix() + stmt.name
+        region = Region(full, "region", stmt.loc)
+        self.register_region(region, stmt)
+        stage_use = self.stage_annotation(stmt, full, scope)
+        if stage_use is not None:
+            from diffc.compiler.stages import run_stage_region
+            return run_stage_region(self, stmt, scope, region, stage_use)
+
+        def body():
+            self.frames.append(Frame("region", stmt.name, loc=stmt.loc))
+            self.iteration_nodes.append([])
+            try:
+                self.run_body(stmt.body, scope)
+            finally:
+                self.frames.pop()
+                created = self.iteration_nodes.pop()
+                region.iterations.append(created)
+                if self.iteration_nodes:
+                    self.iteration_nodes[-1].extend(created)
+        self.with_annotations(stmt, "region", full, scope, body, region)
+
+    # ---- composite blocks ---------------------------------------------------------------------
+    def call_composite(self, expr: A.Call, definition: A.BlockDef, scope: dict, name):
+        local, explicit = name if name else (self._auto_name(expr.func), False)
+        inputs = [p for p in definition.params if p.type is None and p.default is None]
+        params = {p.name: p for p in definition.params}
+        if len(expr.args) > len(inputs):
+            raise fail(f"{definition.name} takes {len(inputs)} tensor input(s), got {len(expr.args)}", expr.loc)
+        inner: dict = {}
+        for p, arg in zip(inputs, expr.args):
+            inner[p.name] = self.evaluate(arg, scope)
+        for kw in expr.kwargs:
+            if kw.name not in params:
+                raise fail(f"{definition.name} has no parameter '{kw.name}'", kw.loc, help=did_you_mean(kw.name, params),
+                           notes=[f"parameters of {definition.name}: " + ", ".join(params)])
+            inner[kw.name] = self.typed(self.evaluate(kw.value, scope), params[kw.name], kw.value.loc)
+        for p in definition.params:
+            if p.name not in inner:
+                if p.default is None:
+                    raise fail(f"{definition.name} is missing '{p.name}'", expr.loc)
+                inner[p.name] = self.typed(self.constant(p.default, dict(inner), p.name), p, p.default.loc)
+        full = self.prefix() + local
+        region = Region(full, "composite", expr.loc)
+        self.regions[full] = region
+        self.frames.append(Frame("composite", local, block=definition.name, loc=expr.loc))
+        self.iteration_nodes.append([])
+        try:
+            self.run_body(definition.body, inner)
+            raise fail(f"block '{definition.name}' has no `return`", definition.loc)
+        except _Returned as ret:
+            values = ret.values
+        finally:
+            self.frames.pop()
+            created = self.iteration_nodes.pop()
+            region.iterations.append(created)
+            if self.iteration_nodes:
+                self.iteration_nodes[-1].extend(created)
+        return values[0] if len(values) == 1 else values
+
+    # ---- nodes ---------------------------------------------------------------------------------
+    def prefix(self) -> str:
+        parts = []
+        for f in self.frames:
+            if f.kind in ("repeat", "for", "stage"):
+                parts.append(f"{f.label}.{f.index}")
+            else:
+                parts.append(f.label)
+        return "".join(p + "." for p in parts)
+
+    def _auto_name(self, block: str) -> str:
+        base, k = block, 1
+        while self.prefix() + base in self.names:
+            k += 1
+            base = f"{block}_{k}"
+        return base
+
+    def new_node(self, block: str, inputs: list, kwargs: dict, loc: A.Loc, scope: dict, name, arg_locs=None):
+        info = REGISTRY.block(block)
+        params = self.make_params(info, kwargs, loc, arg_locs or {})
+        local, explicit = name if name else (self._auto_name(block), False)
+        node = Node(self.prefix() + local, block, params, inputs, loc, arg_locs or {}, tuple(self.frames),
+                    list(self.active), self.stage)
+        node.context["explicit_name"] = explicit
+        node.context["kwargs"] = dict(kwargs)
+        return Wire(self.add_node(node))
+
+    def add_node(self, node: Node) -> Node:
+        if node.name in self.names:
+            other = self.names[node.name]
+            raise fail(f"node name '{node.name}' is already used by {other.describe()}", node.loc,
+                       help='give this one its own name: `h2 = block(...)` or `h = block(...) as "name"`')
+        self.names[node.name] = node
+        self.nodes.append(node)
+        if self.iteration_nodes:
+            self.iteration_nodes[-1].append(node)
+        return node
+
+    def _live_nodes(self, outputs: list[Wire]) -> list[Node]:
+        """Drop nodes that nothing consumes (e.g. unused stage merges); inputs always stay."""
+        live, todo = set(), [w.node for w in outputs]
+        todo += [n for n in self.nodes if any(a.name == "tap" for a in n.annotations)]
+        while todo:
+            n = todo.pop()
+            if id(n) in live:
+                continue
+            live.add(id(n))
+            todo.extend(w.node for w in n.inputs if w is not None)
+        return [n for n in self.nodes if id(n) in live or n.block == "input"]
+
+
+def resolve(program: Program, model: str | None = None):
+    """The resolve pass: Program -> networkx IR of one model (the spec's default when None)."""
+    return Resolver(program).resolve(model or program.default_model())
+
+
+__all__ = ["resolve", "Resolver"]

@@ -1,0 +1,51 @@
+"""Per-forward facts computed once from the noise level: DTR mask rows and multi-stage assignment."""
+from __future__ import annotations
+
+import attrs
+import torch
+
+from diffc import schedules
+
+
+@attrs.define
+class RunContext:
+    noise_level: torch.Tensor        # [N] as given to forward
+    noise_fraction: torch.Tensor     # [N] in [0, 1]: 0 clean, 1 pure noise
+    logsnr: torch.Tensor | None      # [N] float64, only when stages need it
+
+
+def noise_fraction(noise_level: torch.Tensor, noise) -> torch.Tensor:
+    """0 = clean ... 1 = pure noise; DTR's t/(T-1) for timesteps, 1 - t for flow time (SiT), log-sigma for EDM."""
+    t = noise_level.double()
+    if noise.kind == "timestep":
+        return t / (noise.steps - 1)
+    if noise.kind == "time":
+        return 1.0 - t
+    lo, hi = torch.log(torch.tensor(0.002, dtype=torch.float64)), torch.log(torch.tensor(80.0, dtype=torch.float64))
+    return ((torch.log(t.clamp_min(1e-12)) - lo) / (hi - lo)).clamp(0, 1)
+
+
+def route_table(channels: int, window: float, weight: float, tasks: int) -> torch.Tensor:
+    """[T, C] binary DTR masks: a window of floor(C beta) ones starting at start[t] (dtr.md, released code)."""
+    from diffc.compiler.lower_route import mask_starts
+    active = int(channels * window)
+    table = torch.zeros(tasks, channels)
+    for t, start in enumerate(mask_starts(channels, window, weight, tasks)):
+        table[t, start:start + active] = 1.0
+    return table
+
+
+def route_rows(fraction: torch.Tensor, tasks: int) -> torch.Tensor:
+    """Row of the mask table for each sample: round(fraction * (T-1))."""
+    return torch.round(fraction * (tasks - 1)).long().clamp(0, tasks - 1)
+
+
+def stage_index(logsnr: torch.Tensor, boundaries: list[float]) -> torch.Tensor:
+    """Stage s holds b_{s-1} > logsnr >= b_s (stage 0 lowest noise): count boundaries above logsnr."""
+    b = torch.tensor(boundaries, dtype=torch.float64, device=logsnr.device)
+    return (logsnr[:, None] < b[None]).sum(dim=1)
+
+
+def make_context(noise_level: torch.Tensor, noise, need_logsnr: bool) -> RunContext:
+    frac = noise_fraction(noise_level, noise)
+    return RunContext(noise_level, frac, schedules.logsnr(noise_level, noise) if need_logsnr else None)

@@ -1,0 +1,137 @@
+"""From a loaded model to images: sampler choice, guidance, per-sample seeds, streaming in batches.
+
+Works on any InferenceBundle-like object with `.module` (the compiled model), `.interface` and `.objective`
+(family "ddpm" | "edm" | "flow", see diffc.training.objectives). Thin adapters turn the objective into the
+`predict` / `denoise` / `velocity` closures the sampler functions take.
+"""
+from __future__ import annotations
+
+import attrs
+import torch
+
+from diffc.errors import UserError, did_you_mean
+from diffc.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_METHODS, SAMPLER_FAMILY, ddpm, edm, flow
+from diffc.sampling.guidance import GuidedModel
+from diffc.sampling.noise import SeededNoise
+
+
+@attrs.frozen
+class SamplerConfig:
+    sampler: str | None = None            # None: the objective family's default (ddpm | heun | ode)
+    steps: int | None = None              # None: DEFAULT_STEPS of the sampler
+    eta: float = 0.0                      # DDIM stochasticity (0 = deterministic)
+    ode_method: str = "heun"              # flow ODE solver: euler | heun | dopri5
+    guidance: float = 1.0                 # classifier-free guidance scale on all conditions (1 = off)
+    semantic_guidance: float | None = None  # disentangled guidance: semantic scale (conditioning.md)
+    control_guidance: float | None = None   # disentangled guidance: control scale
+    guidance_channels: int | None = None  # guide only the first k output channels (None = all)
+    sigma_min: float = 0.002              # EDM rho schedule
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    churn: float = 0.0                    # EDM S_churn (0 = deterministic)
+
+    def resolve(self, family: str) -> "SamplerConfig":
+        """Fill the defaults for a model of `family` and check the sampler fits it (UserError otherwise)."""
+        sampler = self.sampler or DEFAULT_SAMPLER[family]
+        if sampler not in SAMPLER_FAMILY:
+            raise UserError(f"unknown sampler '{sampler}'", help=did_you_mean(sampler, SAMPLER_FAMILY),
+                            notes=[f"samplers: {', '.join(SAMPLER_FAMILY)}"])
+        if SAMPLER_FAMILY[sampler] != family:
+            fitting = [s for s, f in SAMPLER_FAMILY.items() if f == family]
+            raise UserError(f"sampler '{sampler}' needs a {SAMPLER_FAMILY[sampler]} model, this one is {family}",
+                            help=f"use one of: {', '.join(fitting)}")
+        if self.ode_method not in ODE_METHODS:
+            raise UserError(f"unknown ODE method '{self.ode_method}'", help=did_you_mean(self.ode_method, ODE_METHODS))
+        steps = self.steps or DEFAULT_STEPS[sampler]
+        if steps < 1:
+            raise UserError(f"--steps must be >= 1, got {steps}")
+        return attrs.evolve(self, sampler=sampler, steps=steps)
+
+    def provenance(self) -> dict:
+        return attrs.asdict(self)
+
+
+def build_condition(interface, noise: SeededNoise, labels=None, device="cpu") -> dict:
+    """Labels per sample (given, or drawn from each sample's own seed); other conditions stay null."""
+    cond = {}
+    for c in interface.conditions:
+        if c.kind == "label":
+            if labels is None:
+                cond[c.name] = noise.randint(c.classes).to(device)
+            else:
+                cond[c.name] = torch.as_tensor(labels, dtype=torch.long, device=device).expand(len(noise)).clone()
+                if int(cond[c.name].max()) >= c.classes or int(cond[c.name].min()) < 0:
+                    raise UserError(f"class label out of range 0..{c.classes - 1} for condition '{c.name}'")
+    return cond
+
+
+def sample_images(bundle, seeds, config: SamplerConfig, labels=None, device="cpu") -> torch.Tensor:
+    """Samples in model space ([-1, 1] for pixels), one per seed; sample i depends only on seeds[i]."""
+    objective = bundle.objective
+    config = config.resolve(objective.family)
+    noise = SeededNoise(seeds, device)
+    interface = bundle.interface
+    x = noise.randn(interface.sample_shape)
+    cond = build_condition(interface, noise, labels, device)
+    guided = GuidedModel(bundle.module, config.guidance, config.semantic_guidance, config.control_guidance,
+                         config.guidance_channels)
+    with torch.no_grad():
+        if objective.family == "ddpm":
+            return _sample_ddpm(guided, objective, interface, x, cond, noise, config)
+        if objective.family == "edm":
+            sigmas = edm.edm_sigmas(config.steps, config.sigma_min, config.sigma_max, config.rho)
+            return edm.edm_sample(lambda x_, s: objective.denoise(guided, x_, s, cond), x, sigmas, noise,
+                                  heun=config.sampler == "heun", churn=config.churn)
+        velocity = lambda x_, t: objective.velocity(guided, x_, t, cond)  # noqa: E731
+        shift = flow_time_shift(objective)
+        if config.sampler == "sde":
+            return flow.flow_sde(velocity, x, noise, config.steps, shift=shift)
+        return flow.flow_ode(velocity, x, config.steps, config.ode_method, shift=shift)
+
+
+def flow_time_shift(objective) -> float:
+    """The resolution shift a flow model was trained with (recipe objective.shift; 1 = none)."""
+    return float(getattr(getattr(objective, "cfg", None), "shift", 1.0))
+
+
+def _sample_ddpm(guided, objective, interface, x, cond, noise, config):
+    channels = interface.sample_shape[0]
+
+    def predict(x_t, t):
+        out, _ = guided(x_t, t, cond)
+        variance = out[:, channels:] if objective.learned_variance else None
+        return objective.eps_from_output(out[:, :channels], x_t, t), variance
+
+    timesteps = ddpm.respaced_timesteps(objective.steps, min(config.steps, objective.steps))
+    if config.sampler == "ddim":
+        return ddpm.ddim(predict, x, objective.alphas_cumprod, timesteps, noise, config.eta)
+    return ddpm.ddpm_ancestral(predict, x, objective.alphas_cumprod, timesteps, noise, objective.learned_variance)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8 [N, C, H, W] (round to nearest, clip)."""
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def generate(bundle, n: int, seed: int = 0, batch_size: int = 64, config: SamplerConfig = SamplerConfig(),
+             labels=None, progress: bool = True, device="cpu"):
+    """Yield (first_index, uint8 batch) over n samples; sample i uses seed `seed + i`, whatever the batch size."""
+    from tqdm import tqdm
+    with tqdm(total=n, unit="img", desc="sampling", disable=not progress, leave=False) as bar:
+        for start in range(0, n, batch_size):
+            seeds = range(seed + start, seed + min(start + batch_size, n))
+            images = to_uint8(sample_images(bundle, seeds, config, labels, device))
+            bar.update(len(seeds))
+            yield start, images
+
+
+def load_bundle(checkpoint, ema=None, device="cpu"):
+    """InferenceBundle from a checkpoint file or run directory (diffc.training.checkpoint.load_for_inference)."""
+    from pathlib import Path
+    if not Path(checkpoint).exists():
+        raise UserError(f"checkpoint not found: {checkpoint}", help="pass a checkpoint file or a run directory")
+    try:
+        from diffc.training.checkpoint import load_for_inference
+    except ImportError as exc:
+        raise UserError(f"this diffc build cannot load checkpoints ({exc})") from None
+    return load_for_inference(checkpoint, ema=ema, device=device)

@@ -1,0 +1,143 @@
+"""Checkpoints: atomic writes, keep-last-N, latest lookup, and loading for inference.
+
+A checkpoint is one plain dict per file, `RUN/training-state-{nimg:012d}.pt`, loadable with
+`torch.load(..., weights_only=True)`: tensors, numbers, strings, lists and dicts only (spec and recipe as text).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import attrs
+import torch
+
+from diffc.errors import UserError
+
+CHECKPOINT_FORMAT = "diffc-checkpoint-1"
+_NAME = re.compile(r"^training-state-(\d{12})\.pt$")
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def atomic_save(obj, path) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over `path`.
+
+    A kill at any moment leaves either the old file or the complete new one; never a partial file at `path`.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def clean_state_dict(state: dict) -> dict:
+    """Drop DDP `module.` and torch.compile `_orig_mod.` prefixes from keys."""
+    out = {}
+    for key, value in state.items():
+        while key.startswith(_PREFIXES):
+            key = key.split(".", 1)[1]
+        out[key] = value
+    return out
+
+
+def checkpoint_path(run_dir, nimg: int) -> Path:
+    return Path(run_dir) / f"training-state-{nimg:012d}.pt"
+
+
+def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return sorted(found)
+
+
+def save_checkpoint(run_dir, state: dict, keep: int) -> Path:
+    """Write the checkpoint for state['nimg'] atomically, then delete all but the newest `keep`."""
+    path = checkpoint_path(run_dir, state["nimg"])
+    atomic_save({"format": CHECKPOINT_FORMAT, **state}, path)
+    for _, old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink()
+    return path
+
+
+def load_checkpoint(path) -> dict:
+    """Load one checkpoint file with weights_only=True; a bad file is a UserError naming it."""
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError("checkpoint not found", file=str(path)) from None
+    except Exception as exc:
+        raise UserError(f"cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                        file=str(path), help="the file is damaged or not a diffc checkpoint") from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise UserError("not a diffc checkpoint (format 'diffc-checkpoint-1' expected)", file=str(path))
+    return data
+
+
+def resolve_checkpoint(path) -> Path:
+    """A checkpoint file, or the latest checkpoint of a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        found = list_checkpoints(path)
+        if not found:
+            raise UserError(f"no training-state-*.pt checkpoint in run directory {path}")
+        return found[-1][1]
+    if not path.exists():
+        raise UserError(f"checkpoint or run directory not found: {path}")
+    return path
+
+
+def rebuild_model(data: dict, device="cpu"):
+    """The BuiltModel of a checkpoint, compiled from its embedded spec text."""
+    from diffc.compiler import build_model_from_text
+    return build_model_from_text(data["spec_text"], filename=data.get("spec_path") or "<checkpoint>",
+                                 model=data.get("model_name"), device=device)
+
+
+@attrs.define
+class InferenceBundle:
+    module: torch.nn.Module
+    interface: object
+    objective: object
+    recipe: dict
+    info: dict
+
+
+def load_for_inference(path, ema: str | None = None, device="cpu") -> InferenceBundle:
+    """Model in eval mode with the weights of EMA profile `ema` (None: raw weights), its objective and recipe."""
+    from diffc.training.objectives import build_objective
+    from diffc.training.recipe import ObjectiveConfig
+    from diffc.training.recipe_loader import converter
+    file = resolve_checkpoint(path)
+    data = load_checkpoint(file)
+    if ema is None:
+        weights = data["model"]
+    else:
+        profiles = data.get("ema") or {}
+        if ema not in profiles:
+            raise UserError(f"checkpoint has no EMA profile '{ema}'", file=str(file),
+                            help="available: " + (", ".join(sorted(profiles)) or "none (use the raw weights)"))
+        weights = profiles[ema]
+    built = rebuild_model(data, device)
+    module = built.module
+    module.load_state_dict(clean_state_dict(weights))
+    module.to(device).eval().requires_grad_(False)
+    objective_cfg = converter.structure(data["recipe"]["objective"], ObjectiveConfig)
+    info = {"nimg": data.get("nimg"), "ema": ema, "spec_hash": data.get("spec_hash"), "path": str(file),
+            "model_name": data.get("model_name")}
+    return InferenceBundle(module, built.interface, build_objective(objective_cfg, built.interface),
+                           data["recipe"], info)
