@@ -22,6 +22,10 @@ def sampler_options(command):
         click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM stochasticity"),
         click.option("--ode-method", type=click.Choice(list(ODE_METHODS)), default="heun",
                      show_default=True, help="flow ODE solver (dopri5: adaptive, torchdiffeq)"),
+        click.option("--sigma-min", type=float, default=0.002, show_default=True, help="EDM schedule: lowest sigma"),
+        click.option("--sigma-max", type=float, default=80.0, show_default=True, help="EDM schedule: highest sigma"),
+        click.option("--rho", type=float, default=7.0, show_default=True, help="EDM rho schedule exponent"),
+        click.option("--churn", type=float, default=0.0, show_default=True, help="EDM S_churn (0 = deterministic)"),
         click.option("--guidance", type=float, default=1.0, show_default=True,
                      help="classifier-free guidance scale on all conditions (1 = off)"),
         click.option("--semantic-guidance", type=float, default=None, help="disentangled guidance: semantic scale"),
@@ -39,9 +43,9 @@ def sampler_options(command):
 
 def sampler_config(options: dict):
     from diffc.sampling.generate import SamplerConfig
-    return SamplerConfig(options["sampler"], options["steps"], options["eta"], options["ode_method"],
-                         options["guidance"], options["semantic_guidance"], options["control_guidance"],
-                         options["guidance_channels"])
+    fields = ("sampler", "steps", "eta", "ode_method", "guidance", "semantic_guidance", "control_guidance",
+              "guidance_channels", "sigma_min", "sigma_max", "rho", "churn")
+    return SamplerConfig(**{name: options[name] for name in fields})
 
 
 @click.command()
@@ -55,10 +59,10 @@ def sample(checkpoint, count, out, grid_count, **options):
     """Generate N images from CHECKPOINT (a file or a run directory) into the folder OUT."""
     import numpy as np
 
-    from diffc.sampling.generate import generate, load_bundle
+    from diffc.sampling.generate import generate, load_bundle, resolve_for
 
     bundle = load_bundle(checkpoint, ema=options["ema"], device=options["device"])
-    config = sampler_config(options).resolve(bundle.objective.family)
+    config = resolve_for(sampler_config(options), bundle.objective)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seed = options["seed"]

@@ -51,6 +51,7 @@ class CompiledModel(nn.Module):
         self._taps = {k: ([(position[w.node.name], w.port) for w in v] if isinstance(v, tuple)
                           else (position[v.node.name], v.port)) for k, v in model.taps.items()}
         self._needs_logsnr = bool(self._stage_regions)
+        self.force_stage: int | None = None      # diffc compile: route every sample to one stage (meta FLOPs)
 
     # ---- construction ---------------------------------------------------------------------------
     def _module_step(self, node, args, stage) -> Step:
@@ -160,6 +161,11 @@ class CompiledModel(nn.Module):
     def _stage_members(self, ctx) -> dict:
         members = {}
         for r, (_, boundaries) in enumerate(self._stage_regions):
+            if self.force_stage is not None:
+                n = ctx.noise_level.shape[0]
+                for s in range(len(boundaries) + 1):
+                    members[(r, s)] = torch.arange(n if s == self.force_stage else 0, device=ctx.noise_level.device)
+                continue
             index = stage_index(ctx.logsnr, boundaries)
             for s in range(len(boundaries) + 1):
                 members[(r, s)] = torch.nonzero(index == s).squeeze(1)

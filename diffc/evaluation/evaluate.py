@@ -10,14 +10,14 @@ from pathlib import Path
 
 from diffc.evaluation.data import reference_input
 from diffc.evaluation.fidelity import SeededGenerator, fidelity_metrics, resolve_extractor, torch_fidelity_version
-from diffc.sampling.generate import SamplerConfig, load_bundle, sample_images, to_uint8
+from diffc.sampling.generate import SamplerConfig, load_bundle, resolve_for, sample_images, to_uint8
 
 
 def evaluate_bundle(bundle, reference: str = "builtin", num_samples: int = 1000, extractor: str = "auto",
                     weights=None, config: SamplerConfig = SamplerConfig(), seed: int = 0, batch_size: int = 64,
                     labels=None, progress: bool = True, device="cpu") -> dict:
     """Metrics of a loaded model (InferenceBundle-like) against `reference`, with full provenance."""
-    config = config.resolve(bundle.objective.family)
+    config = resolve_for(config, bundle.objective)
     resolution = bundle.interface.sample_shape[-1]
     reference_data, reference_info = reference_input(reference, resolution)
     chosen = resolve_extractor(extractor, reference, weights)

@@ -36,7 +36,7 @@ def ddpm_ancestral(predict, x, alphas_cumprod, timesteps, noise, learned_varianc
     abar_all, abar_prev_all = respaced_alphas(alphas_cumprod, timesteps)
     betas = 1 - abar_all / abar_prev_all
     posterior_var = betas * (1 - abar_prev_all) / (1 - abar_all)
-    posterior_logvar = torch.log(posterior_var.clamp(min=1e-20))   # entry 0 (variance 0) is never used: no noise at the end
+    posterior_logvar = torch.log(posterior_var.clamp(min=1e-20))   # entry 0 (variance 0) unused: no noise at the end
     for k in reversed(range(len(timesteps))):
         abar, abar_prev, beta = abar_all[k].item(), abar_prev_all[k].item(), betas[k].item()
         t = torch.full((x.shape[0],), int(timesteps[k]), dtype=torch.long, device=x.device)

@@ -30,21 +30,26 @@ class SamplerConfig:
     rho: float = 7.0
     churn: float = 0.0                    # EDM S_churn (0 = deterministic)
 
-    def resolve(self, family: str) -> "SamplerConfig":
-        """Fill the defaults for a model of `family` and check the sampler fits it (UserError otherwise)."""
+    def resolve(self, family: str, max_steps: int | None = None) -> "SamplerConfig":
+        """Fill the defaults for a model of `family` and check the sampler fits it (UserError otherwise).
+
+        `max_steps` (a DDPM model's T) caps the default step count; an explicit larger --steps is an error."""
         sampler = self.sampler or DEFAULT_SAMPLER[family]
         if sampler not in SAMPLER_FAMILY:
             raise UserError(f"unknown sampler '{sampler}'", help=did_you_mean(sampler, SAMPLER_FAMILY),
                             notes=[f"samplers: {', '.join(SAMPLER_FAMILY)}"])
         if SAMPLER_FAMILY[sampler] != family:
             fitting = [s for s, f in SAMPLER_FAMILY.items() if f == family]
-            raise UserError(f"sampler '{sampler}' needs a {SAMPLER_FAMILY[sampler]} model, this one is {family}",
+            raise UserError(f"sampler '{sampler}' is for {SAMPLER_FAMILY[sampler]} models; this model's objective is "
+                            f"{family}",
                             help=f"use one of: {', '.join(fitting)}")
         if self.ode_method not in ODE_METHODS:
             raise UserError(f"unknown ODE method '{self.ode_method}'", help=did_you_mean(self.ode_method, ODE_METHODS))
-        steps = self.steps or DEFAULT_STEPS[sampler]
-        if steps < 1:
-            raise UserError(f"--steps must be >= 1, got {steps}")
+        if SAMPLER_FAMILY[sampler] == "edm" and not 0 < self.sigma_min < self.sigma_max:
+            raise UserError(f"need 0 < --sigma-min < --sigma-max, got {self.sigma_min} and {self.sigma_max}")
+        steps = self.steps or min(DEFAULT_STEPS[sampler], max_steps or DEFAULT_STEPS[sampler])
+        if steps < 1 or (max_steps is not None and steps > max_steps):
+            raise UserError(f"--steps must be in 1..{max_steps or 'inf'}, got {steps}")
         return attrs.evolve(self, sampler=sampler, steps=steps)
 
     def provenance(self) -> dict:
@@ -53,6 +58,8 @@ class SamplerConfig:
 
 def build_condition(interface, noise: SeededNoise, labels=None, device="cpu") -> dict:
     """Labels per sample (given, or drawn from each sample's own seed); other conditions stay null."""
+    if labels is not None and not any(c.kind == "label" for c in interface.conditions):
+        raise UserError("a class label was given, but this model has no label condition")
     cond = {}
     for c in interface.conditions:
         if c.kind == "label":
@@ -68,7 +75,7 @@ def build_condition(interface, noise: SeededNoise, labels=None, device="cpu") ->
 def sample_images(bundle, seeds, config: SamplerConfig, labels=None, device="cpu") -> torch.Tensor:
     """Samples in model space ([-1, 1] for pixels), one per seed; sample i depends only on seeds[i]."""
     objective = bundle.objective
-    config = config.resolve(objective.family)
+    config = resolve_for(config, objective)
     noise = SeededNoise(seeds, device)
     interface = bundle.interface
     x = noise.randn(interface.sample_shape)
@@ -89,6 +96,11 @@ def sample_images(bundle, seeds, config: SamplerConfig, labels=None, device="cpu
         return flow.flow_ode(velocity, x, config.steps, config.ode_method, shift=shift)
 
 
+def resolve_for(config: SamplerConfig, objective) -> SamplerConfig:
+    """`config` with defaults filled for this objective (DDPM: at most its T steps)."""
+    return config.resolve(objective.family, objective.steps if objective.family == "ddpm" else None)
+
+
 def flow_time_shift(objective) -> float:
     """The resolution shift a flow model was trained with (recipe objective.shift; 1 = none)."""
     return float(getattr(getattr(objective, "cfg", None), "shift", 1.0))
@@ -102,7 +114,7 @@ def _sample_ddpm(guided, objective, interface, x, cond, noise, config):
         variance = out[:, channels:] if objective.learned_variance else None
         return objective.eps_from_output(out[:, :channels], x_t, t), variance
 
-    timesteps = ddpm.respaced_timesteps(objective.steps, min(config.steps, objective.steps))
+    timesteps = ddpm.respaced_timesteps(objective.steps, config.steps)
     if config.sampler == "ddim":
         return ddpm.ddim(predict, x, objective.alphas_cumprod, timesteps, noise, config.eta)
     return ddpm.ddpm_ancestral(predict, x, objective.alphas_cumprod, timesteps, noise, objective.learned_variance)

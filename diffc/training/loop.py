@@ -193,7 +193,8 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
         if world.rank == 0 and isinstance(ema, PowerEMA) and _crossed(before, nimg, every(recipe.ema.snapshot_every)):
             ema.save_snapshots(run_dir, nimg, meta)
         if world.rank == 0 and (_crossed(before, nimg, every(recipe.sample.every)) or nimg >= total):
-            sample_module = sample_module or copy.deepcopy(module)
+            if sample_module is None:
+                sample_module = copy.deepcopy(module)
             _write_samples(sample_module, module, ema, objective, recipe.sample, run_dir, nimg, device)
         if _crossed(before, nimg, every(recipe.checkpoint.every)) or nimg >= stop:
             if world.rank == 0:

@@ -1,0 +1,139 @@
+"""`diffc check`, `compile`, `blocks`, `import-weights`. check and blocks never import torch."""
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from diffc.commands.common import error_format_option, model_option, spec_argument
+from diffc.errors import UserError
+
+
+@click.command()
+@spec_argument
+@model_option
+@click.option("--all", "all_models", is_flag=True, help="Check every model and preset in the spec.")
+@error_format_option
+def check(spec, model, all_models, error_format):
+    """Parse, resolve and check shapes of SPEC without building weights (fast, no torch).
+
+    \b
+    Example:  diffc check specs/dit.diffspec --model DiT_XL_2
+    """
+    from diffc.compiler import compile_program
+    from diffc.compiler.program import load_program
+    start = time.perf_counter()
+    program = load_program(spec)
+    names = program.model_names() if all_models else [model or program.default_model()]
+    results = []
+    for name in names:
+        compiled = compile_program(program, name)
+        iface = compiled.interface
+        results.append({"model": name, "nodes": compiled.graph.number_of_nodes(),
+                        "sample": list(iface.sample_shape), "out_channels": iface.out_channels})
+    elapsed = time.perf_counter() - start
+    if error_format == "json":
+        click.echo(json.dumps({"ok": True, "models": results, "seconds": elapsed}))
+        return
+    for r in results:
+        click.echo(f"ok: {r['model']}: {r['nodes']} nodes, sample {r['sample']} -> {r['out_channels']} channels")
+    click.echo(f"checked {len(results)} model(s) in {elapsed * 1000:.0f} ms")
+
+
+@click.command("compile")
+@spec_argument
+@model_option
+@click.option("--save", type=click.Path(dir_okay=False), default=None, help="Write an initialised model (.pt).")
+@click.option("--expand", is_flag=True, help="One table row per node instead of folding repeats.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Initialisation seed for --save.")
+@error_format_option
+def compile_cmd(spec, model, save, expand, seed, error_format):
+    """Compile SPEC and print a summary: node, block, output shape, parameters, MACs.
+
+    The summary is computed on the meta device, so even billion-parameter models allocate nothing.
+
+    \b
+    Example:  diffc compile specs/dit.diffspec --model DiT_XL_2
+              diffc compile specs/dit.diffspec --model DiT_tiny --save tiny.pt
+    """
+    import torch
+
+    from diffc.compiler import build_model
+    from diffc.compiler.summary import format_table, route_report, summary_rows
+    built = build_model(spec, model, device="meta")
+    rows, totals = summary_rows(built.compiled, built.module, fold=not expand)
+    click.echo(format_table(rows, totals, built.model_name))
+    for line in route_report(built.compiled):
+        click.echo(line)
+    for key, weight in built.interface.aux_losses.items():
+        click.echo(f"aux loss {key}: weight {weight} (LayerSync, no parameters added)")
+    if save:
+        from diffc.commands.common import atomic_write
+        import io
+        torch.manual_seed(seed)
+        real = build_model(spec, model, device="cpu")
+        buffer = io.BytesIO()
+        torch.save({"format": "diffc-model-1", "model": real.module.state_dict(), "spec_text": real.spec_text,
+                    "spec_hash": real.spec_hash, "model_name": real.model_name, "spec_path": str(spec),
+                    "seed": seed}, buffer)
+        atomic_write(save, buffer.getvalue())
+        click.echo(f"saved initialised {real.model_name} to {save}")
+
+
+@click.command()
+@click.option("--search", "-s", default=None, help="Only blocks whose name or doc contains WORD.")
+def blocks(search):
+    """List registered blocks and annotations with their signatures and docs.
+
+    \b
+    Example:  diffc blocks --search attention
+    """
+    from diffc.registry import REGISTRY
+    REGISTRY.load()
+    word = (search or "").lower()
+    shown = 0
+    for name in sorted(REGISTRY.blocks):
+        info = REGISTRY.blocks[name]
+        if word and word not in name.lower() and word not in info.doc.lower():
+            continue
+        tags = f"  [{', '.join(sorted(info.tags))}]" if info.tags else ""
+        origin = f"  (from {info.origin})" if info.origin != "diffc" else ""
+        click.echo(f"{info.signature()}{tags}{origin}\n    {info.doc}")
+        shown += 1
+    for name in sorted(REGISTRY.annotations):
+        info = REGISTRY.annotations[name]
+        if word and word not in name.lower() and word not in info.doc.lower():
+            continue
+        click.echo(f"{info.signature()}  [annotation on: {', '.join(sorted(info.targets))}]\n    {info.doc}")
+        shown += 1
+    if not shown:
+        raise UserError(f"no block or annotation matches '{search}'", help="run `diffc blocks` for the full list")
+
+
+@click.command("import-weights")
+@spec_argument
+@click.argument("weights", type=click.Path(dir_okay=False))
+@model_option
+@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Where to write the model (.pt).")
+def import_weights(spec, weights, model, out):
+    """Load a reference state_dict (e.g. DiT's or EDM2's) into the compiled SPEC, key for key.
+
+    \b
+    Example:  diffc import-weights specs/dit.diffspec DiT-XL-2-256x256.pt --model DiT_XL_2 -o dit_xl2.pt
+    """
+    import io
+
+    import torch
+
+    from diffc.commands.common import atomic_write
+    from diffc.compiler import build_model
+    from diffc.weights import import_state_dict, read_state_dict
+    built = build_model(spec, model, device="cpu")
+    import_state_dict(built.module, read_state_dict(weights))
+    buffer = io.BytesIO()
+    torch.save({"format": "diffc-model-1", "model": built.module.state_dict(), "spec_text": built.spec_text,
+                "spec_hash": built.spec_hash, "model_name": built.model_name, "spec_path": str(spec),
+                "imported_from": str(weights)}, buffer)
+    atomic_write(out, buffer.getvalue())
+    click.echo(f"imported {weights} into {built.model_name}; wrote {out}")
