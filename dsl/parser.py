@@ -7,9 +7,10 @@ skip the token; all errors of a file are reported in one run.
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 
-from lark import Lark, Token, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, UnexpectedCharacters, UnexpectedInput
 
 from diffc.dsl.build_ast import AstBuilder
 from diffc.errors import Diagnostic, UserError, attach_source
@@ -87,32 +88,70 @@ def _token_text(tok: Token) -> str:
     return f"'{tok}'"
 
 
+TOP_LEVEL = re.compile(r"^(model|block|import|recipe|default|@)\b|^@", re.M)
+
+
 def parse(text: str, filename: str = "<spec>"):
-    """Parse a whole file; raises UserError with every syntax error found."""
+    """Parse a whole file; raises UserError with every syntax error found.
+
+    Recovery: a missing ')' ']' '}' is inserted where that lets parsing go on; any other error stops the
+    current top-level item, and parsing resumes at the next line that starts a model, block or import.
+    """
     diags: list[Diagnostic] = []
     comments = find_comments(text)
     lines = text.splitlines() or [""]
+    tree, offset = None, 0
+    while offset < len(text):
+        chunk = "\n" * text.count("\n", 0, offset) + text[offset:]   # keep line numbers
+        failed_at = _parse_chunk(chunk, filename, text, comments, lines, diags)
+        if failed_at is None:
+            if offset == 0 and not diags:
+                tree = _parser().parse(text)
+            break
+        if len(diags) >= MAX_ERRORS:
+            break
+        nxt = TOP_LEVEL.search(text, _line_start(text, failed_at + 1))
+        if nxt is None:
+            break
+        offset = nxt.start()
+    if diags:
+        attach_source(diags, {filename: text})
+        raise UserError(_dedupe(diags))
+    return AstBuilder(filename, text, comments).build(tree)
+
+
+def _line_start(text: str, line: int) -> int:
+    """Offset of the first character of 1-based `line` (len(text) past the end)."""
+    pos = 0
+    for _ in range(line - 1):
+        pos = text.find("\n", pos)
+        if pos < 0:
+            return len(text)
+        pos += 1
+    return pos
+
+
+def _parse_chunk(chunk, filename, text, comments, lines, diags) -> int | None:
+    """Parse `chunk`, appending diagnostics; returns the line of an unrepairable error, else None."""
+    stopped: list[int] = []
 
     def end_of_file():
         return len(lines), len(lines[-1]) + 1
 
     def on_error(err: UnexpectedInput) -> bool:
-        if len(diags) >= MAX_ERRORS:
-            return False
-        if diags and getattr(err, "line", None) == diags[-1].line and not isinstance(err, UnexpectedCharacters):
-            return getattr(err, "token", None) is None or err.token.type != "$END"   # one error per line
         if isinstance(err, UnexpectedCharacters):
-            diags.append(Diagnostic(f"unexpected character '{text[err.pos_in_stream]}'", filename,
+            diags.append(Diagnostic(f"unexpected character '{chunk[err.pos_in_stream]}'", filename,
                                     err.line, err.column, err.column + 1,
-                                    help="diffspec uses names, numbers, strings, and ( ) [ ] { } , = @ -> operators"))
-            return True
-        assert isinstance(err, UnexpectedToken)
+                                    help="diffspec uses names, numbers, strings, ( ) [ ] { } , = @ -> and operators"))
+            stopped.append(err.line)
+            return False
         tok = err.token
         accepted = err.interactive_parser.accepts() if err.interactive_parser else err.expected
         expected = describe_terminals(accepted)
         if tok.type == "$END":
             line, col = end_of_file()
             diags.append(Diagnostic(f"unexpected end of file: expected {expected}", filename, line, col, col + 1))
+            stopped.append(line)
             return False
         missing_closer = next((c for c in CLOSERS if c in accepted), None)
         prev = previous_token_end(text, tok.start_pos, comments)
@@ -123,34 +162,26 @@ def parse(text: str, filename: str = "<spec>"):
         else:
             diags.append(Diagnostic(f"unexpected {_token_text(tok)}: expected {expected}", filename,
                                     tok.line, tok.column, tok.column + max(1, len(tok))))
-        if missing_closer:
+        if missing_closer and len(diags) < MAX_ERRORS:
             closer = {"RPAR": ")", "RSQB": "]", "RBRACE": "}"}[missing_closer]
             trial = err.interactive_parser.copy()
             try:
                 trial.feed_token(Token(missing_closer, closer))
                 trial.feed_token(tok)
             except UnexpectedInput:
-                return True                     # cannot repair: skip the token
+                stopped.append(tok.line)
+                return False
             err.interactive_parser.feed_token(Token(missing_closer, closer))
             err.interactive_parser.feed_token(tok)
-        return True
+            return True
+        stopped.append(tok.line)
+        return False
 
-    parser = _parser()
     try:
-        tree = parser.parse(text, on_error=on_error)
-    except UnexpectedEOF:
-        line, col = end_of_file()
-        diags.append(Diagnostic("unexpected end of file", filename, line, col, col + 1))
-        tree = None
-    except UnexpectedInput as err:
-        if not diags:
-            line, col = (err.line, err.column) if getattr(err, "line", -1) not in (-1, None) else end_of_file()
-            diags.append(Diagnostic(f"syntax error: {str(err).splitlines()[0]}", filename, line, col, col + 1))
-        tree = None
-    if diags:
-        attach_source(diags, {filename: text})
-        raise UserError(_dedupe(diags))
-    return AstBuilder(filename, text, comments).build(tree)
+        _parser().parse(chunk, on_error=on_error)
+    except UnexpectedInput:
+        pass
+    return stopped[0] if stopped else None
 
 
 def find_comments(text: str) -> list[tuple[int, int, str]]:

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import attrs
@@ -73,7 +74,7 @@ def _built(compiled: Compiled, device, spec_path: str) -> BuiltModel:
     program = compiled.program
     recipe = None
     if program.recipe is not None:
-        recipe = Path(program.entry.path).parent / program.recipe.path
+        recipe = Path(os.path.normpath(Path(program.entry.path).parent / program.recipe.path))
     return BuiltModel(emit_module(compiled, device), compiled.interface, spec_path, program.text(), program.digest(),
                       compiled.model_name, recipe, compiled)
 

@@ -11,6 +11,8 @@ from diffc.dsl.parser import parse
 from diffc.errors import Diagnostic, UserError, attach_source, did_you_mean
 
 SUPPORTED_VERSIONS = (1,)
+BUNDLE_HEADER = "# diffc bundle 1"
+BUNDLE_FILE = "# ---- file: "
 
 
 @attrs.define
@@ -26,14 +28,22 @@ class Program:
         return {path: f.source for path, f in self.files.items()}
 
     def text(self) -> str:
-        """All source text, entry first, each file headed by its path (stored in checkpoints)."""
-        return "\n".join(f"# ---- {p}\n{f.source}" for p, f in self.files.items())
+        """The entry's source, or a bundle of every file when it imports others (stored in checkpoints;
+        `load_text` reads a bundle back without touching the disk)."""
+        if len(self.files) == 1:
+            return self.entry.source
+        parts = [BUNDLE_HEADER]
+        for path, f in self.files.items():
+            parts.append(f"{BUNDLE_FILE}{path}\n{f.source}")
+        return "\n".join(parts)
 
     def digest(self) -> str:
         return hashlib.sha256(self.text().encode()).hexdigest()
 
     def model_names(self) -> list[str]:
-        return list(self.models)
+        """Models and presets defined in the entry file (not those it imports)."""
+        return [it.name for it in self.entry.items if isinstance(it, (A.BlockDef, A.Preset))
+                and getattr(it, "kind", "model") == "model"]
 
     def default_model(self) -> str:
         if self.default is not None:
@@ -54,7 +64,10 @@ def load_program(path: str | Path) -> Program:
 
 def load_text(text: str, filename: str = "<spec>") -> Program:
     files: dict[str, A.File] = {}
-    _load(text, filename, files, stack=[])
+    bundle = split_bundle(text)
+    if bundle:
+        filename, text = next(iter(bundle.items()))
+    _load(text, filename, files, stack=[], bundle=bundle)
     entry = files[filename]
     blocks, models, diags = {}, {}, []
     for f in files.values():
@@ -77,7 +90,19 @@ def load_text(text: str, filename: str = "<spec>") -> Program:
     return Program(entry, files, blocks, models, recipe, default)
 
 
-def _load(text: str, filename: str, files: dict, stack: list) -> None:
+def split_bundle(text: str) -> dict[str, str]:
+    """{path: source} of a bundle written by Program.text(), entry first; {} for plain source."""
+    if not text.startswith(BUNDLE_HEADER + "\n"):
+        return {}
+    files = {}
+    for chunk in text[len(BUNDLE_HEADER) + 1:].split("\n" + BUNDLE_FILE):
+        chunk = chunk[len(BUNDLE_FILE):] if chunk.startswith(BUNDLE_FILE) else chunk
+        path, _, source = chunk.partition("\n")
+        files[path] = source
+    return files
+
+
+def _load(text: str, filename: str, files: dict, stack: list, bundle: dict) -> None:
     tree = parse(text, filename)
     if tree.version is not None and tree.version not in SUPPORTED_VERSIONS:
         raise UserError(f"diffspec version {tree.version} is not supported (this diffc reads version 1)",
@@ -95,9 +120,10 @@ def _load(text: str, filename: str, files: dict, stack: list) -> None:
             raise UserError(d)
         if target in files:
             continue
-        if not Path(target).is_file():
+        if target not in bundle and not Path(target).is_file():
             d = Diagnostic(f"imported file not found: {target}", filename, item.loc.line, item.loc.col,
                            item.loc.end_col, help="import paths are relative to the importing spec")
             attach_source([d], {filename: text})
             raise UserError(d)
-        _load(Path(target).read_text(), target, files, stack + [filename])
+        source = bundle[target] if target in bundle else Path(target).read_text()
+        _load(source, target, files, stack + [filename], bundle)
