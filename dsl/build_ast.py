@@ -74,6 +74,9 @@ class AstBuilder(Transformer):
     def path(self, meta, children):
         return [str(children[0])] + list(children[1:]), self.loc(meta)
 
+    def path_model(self, meta, children):
+        return ["model"], self.loc(meta)
+
     def path_attr(self, meta, children):
         return str(children[0])
 

@@ -105,8 +105,10 @@ def split_bundle(text: str) -> dict[str, str]:
 def _load(text: str, filename: str, files: dict, stack: list, bundle: dict) -> None:
     tree = parse(text, filename)
     if tree.version is not None and tree.version not in SUPPORTED_VERSIONS:
-        raise UserError(f"diffspec version {tree.version} is not supported (this diffc reads version 1)",
-                        file=filename, line=1, col=1, help="write `diffspec 1` on the first line")
+        d = Diagnostic(f"diffspec version {tree.version} is not supported (this diffc reads version 1)",
+                       filename, 1, 1, len("diffspec") + 1, help="write `diffspec 1` on the first line")
+        attach_source([d], {filename: text})
+        raise UserError(d)
     files[filename] = tree
     for item in tree.items:
         if not isinstance(item, A.Import):
