@@ -12,7 +12,7 @@ from diffc.errors import UserError
 COMMANDS = {
     "check": "diffc.commands.language:check",
     "compile": "diffc.commands.language:compile_cmd",
-    "fmt": "diffc.commands.language:fmt",
+    "fmt": "diffc.commands.fmt:fmt",
     "graph": "diffc.commands.graph:graph",
     "blocks": "diffc.commands.language:blocks",
     "train": "diffc.commands.train:train",

@@ -106,12 +106,15 @@ class AstBuilder(Transformer):
         return core
 
     def input_stmt(self, meta, children):
-        name, kind, *args = children
-        args = [a for a in args if a is not None]
+        name, kind, dims = children
+        args = [a for a in (dims or []) if a is not None]
         pos = [a for a in args if not isinstance(a, A.Keyword)]
         kws = [a for a in args if isinstance(a, A.Keyword)]
-        has_brackets = "[" in self.source.splitlines()[meta.line - 1][kind.end_column - 1:] if meta.line == meta.end_line else bool(args)
-        return A.Input(self.loc(meta), [], str(name), self.tloc(name), str(kind), self.tloc(kind), pos, kws, has_brackets)
+        return A.Input(self.loc(meta), [], str(name), self.tloc(name), str(kind), self.tloc(kind), pos, kws,
+                       dims is not None)
+
+    def dims(self, meta, children):
+        return list(children)
 
     def assign(self, meta, children):
         names = [c for c in children if isinstance(c, Token) and c.type == "NAME"]

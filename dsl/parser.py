@@ -117,6 +117,8 @@ def parse(text: str, filename: str = "<spec>"):
     if diags:
         attach_source(diags, {filename: text})
         raise UserError(_dedupe(diags))
+    if tree is None:        # an empty (or whitespace-only) file
+        tree = _parser().parse(text)
     return AstBuilder(filename, text, comments).build(tree)
 
 

@@ -22,6 +22,8 @@ The canonical form:
 """
 from __future__ import annotations
 
+import re
+
 import attrs
 
 from diffc.dsl import ast as A
@@ -111,20 +113,21 @@ def arguments(args: list, kwargs: list) -> list[str]:
 
 def quote(value: str) -> str:
     """A string literal that the parser reads back as `value` (it decodes UTF-8 bytes with unicode_escape)."""
-    try:
-        text = value.encode("latin-1").decode("utf-8")    # undo the parser's decoding of non-ASCII source text
-    except UnicodeError:                                 # the source used escapes that have no UTF-8 spelling
-        text = value
+    def run(match: re.Match) -> str:      # non-ASCII source text reaches `value` as UTF-8 bytes read as Latin-1
+        try:
+            return match.group().encode("latin-1").decode("utf-8")
+        except UnicodeError:              # bytes the source wrote as escapes
+            return "".join(f"\\x{ord(c):02x}" for c in match.group())
 
     def char(c: str) -> str:
-        if c in ESCAPES:
-            return ESCAPES[c]
         code = ord(c)
-        if text is value and code >= 0x80 or code < 0x20 or code == 0x7f:
-            return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-        return c
+        if code < 0x20 or code == 0x7f:
+            return ESCAPES.get(c, f"\\x{code:02x}")
+        if code > 0xff:                   # written as \u escapes (raw text arrives as bytes)
+            return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+        return ESCAPES.get(c, c)
 
-    return '"' + "".join(char(c) for c in text) + '"'
+    return '"' + re.sub(r"[\x80-\xff]+", run, "".join(char(c) for c in value)) + '"'
 
 
 def annotation(a: A.Annotation) -> str:
@@ -231,12 +234,13 @@ class Printer:
 
     def code(self, depth: int, lines: list[str], first: int, last: int) -> None:
         """Print `lines`, which come from source lines first..last, with the comments up to there."""
+        closing = lines[0].startswith("}")
         self.leading(depth, first)
-        if not lines[0].startswith("}"):                   # never a blank line before `}`
+        if not closing:                                  # never a blank line before `}`
             self.gap(first)
         inside = self.take(last)
         trailing = [c for c in inside if not self.own_line(c)][-1:]
-        self.emit(depth, [c[2] for c in inside if c not in trailing])
+        self.emit(depth + closing, [c[2] for c in inside if c not in trailing])   # `} else {`: end of the body
         if trailing:
             lines = lines[:-1] + [f"{lines[-1]}  {trailing[0][2]}"]
         self.emit(depth, lines)
@@ -257,8 +261,8 @@ class Printer:
         elif isinstance(item, A.DefaultModel):
             self.code(0, [f"default {item.name}"], loc.line, loc.end_line)
         elif isinstance(item, A.BlockDef):
-            params = [p.name + (f": {p.type}" if p.type else "") + (f" = {expr(p.default)}" if p.default else "")
-                      for p in item.params]
+            params = [p.name + (f": {p.type}" if p.type else "")
+                      + (f" = {expr(p.default)}" if p.default is not None else "") for p in item.params]
             head = [annotation(a) for a in item.annotations]
             head += wrap(WIDTH, f"{item.kind} {item.name}(", params, ") {")
             self.compound(0, head, loc, item.body, self.stmt)
@@ -297,7 +301,8 @@ class Printer:
             lines = wrap(width, f"{pre}input {s.name}: {s.kind}[", items, "]") if items or s.has_brackets \
                 else [f"{pre}input {s.name}: {s.kind}"]
         elif isinstance(s, A.Assign):
-            tail = (f" as {quote(s.node_name.value)}" if s.node_name else "") + (f" -> {s.push}" if s.push else "")
+            tail = (f" as {quote(s.node_name.value)}" if s.node_name is not None else "") \
+                + (f" -> {s.push}" if s.push else "")
             lines = call_lines(width, f"{pre}{', '.join(s.targets)} = ", s.value, tail)
         elif isinstance(s, A.Return):
             lines = call_lines(width, f"{pre}return ", s.values[0], "") if len(s.values) == 1 \

@@ -119,4 +119,4 @@ class DiTCondBlock(DiTBlock):
             h0, context = x * route_mask[:, None], ctx_tokens * route_mask[:, None]
         h = h0 + gate1[:, None] * self.attn(modulate(self.norm1(h0), shift1, scale1), self.norm_ctx(context))
         h = h + gate2[:, None] * self.mlp(modulate(self.norm2(h), shift2, scale2))
-        return h if route_mask is None else x + (h - h0)
+        return h if route_mask is None else h + (1 - route_mask[:, None]) * x   # exact when m = 1 (DTR Eq. 4)

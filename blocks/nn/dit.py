@@ -124,12 +124,13 @@ class DiTBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), zero_linear(nn.Linear(width, 6 * width)))
 
     def forward(self, x, c, route_mask=None):
-        # adaLN-Zero (DiT Fig. 3); with a route mask m: out = x + (h2 - h0), h0 = m * x (DTR Eq. 4)
+        # adaLN-Zero (DiT Fig. 3); with a route mask m: h0 = m * x, out = h2 + (1 - m) * x (DTR Eq. 4),
+        # the form that is exact when m = 1 (x + (h2 - h0) would round)
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
         h0 = x if route_mask is None else x * route_mask[:, None, :]
         h = h0 + gate1[:, None] * self.attn(modulate(self.norm1(h0), shift1, scale1))
         h = h + gate2[:, None] * self.mlp(modulate(self.norm2(h), shift2, scale2))
-        return h if route_mask is None else x + (h - h0)
+        return h if route_mask is None else h + (1 - route_mask[:, None, :]) * x
 
 
 class FinalLayer(nn.Module):
