@@ -25,7 +25,9 @@ CLOSERS = ("RPAR", "RSQB", "RBRACE")
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = resources.files("diffc.dsl").joinpath("grammar.lark").read_text()
-    return Lark(grammar, parser="lalr", start="file", propagate_positions=True, maybe_placeholders=True)
+    # cache=True keeps the LALR tables in a temp file keyed by the grammar's hash: ~10x faster start-up
+    return Lark(grammar, parser="lalr", start="file", propagate_positions=True, maybe_placeholders=True,
+                cache=True)
 
 
 OPERATORS = {"ADD_OP", "MUL_OP", "CMP_OP", "QMARK", "__ANON_0", "DOUBLESTAR", "AND", "OR", "IN", "DOT",
@@ -103,10 +105,10 @@ def parse(text: str, filename: str = "<spec>"):
     tree, offset = None, 0
     while offset < len(text):
         chunk = "\n" * text.count("\n", 0, offset) + text[offset:]   # keep line numbers
-        failed_at = _parse_chunk(chunk, filename, text, comments, lines, diags)
+        failed_at, parsed = _parse_chunk(chunk, filename, text, comments, lines, diags)
         if failed_at is None:
             if offset == 0 and not diags:
-                tree = _parser().parse(text)
+                tree = parsed
             break
         if len(diags) >= MAX_ERRORS:
             break
@@ -133,8 +135,8 @@ def _line_start(text: str, line: int) -> int:
     return pos
 
 
-def _parse_chunk(chunk, filename, text, comments, lines, diags) -> int | None:
-    """Parse `chunk`, appending diagnostics; returns the line of an unrepairable error, else None."""
+def _parse_chunk(chunk, filename, text, comments, lines, diags):
+    """Parse `chunk`, appending diagnostics: (line of an unrepairable error or None, tree or None)."""
     stopped: list[int] = []
 
     def end_of_file():
@@ -180,10 +182,10 @@ def _parse_chunk(chunk, filename, text, comments, lines, diags) -> int | None:
         return False
 
     try:
-        _parser().parse(chunk, on_error=on_error)
+        tree = _parser().parse(chunk, on_error=on_error)
     except UnexpectedInput:
-        pass
-    return stopped[0] if stopped else None
+        tree = None
+    return (stopped[0] if stopped else None), tree
 
 
 def find_comments(text: str) -> list[tuple[int, int, str]]:
