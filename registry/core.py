@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import types
 import typing
 from importlib.metadata import entry_points
 from typing import Any
@@ -86,7 +87,7 @@ def type_name(tp) -> str:
     if isinstance(tp, str):
         return tp
     origin = typing.get_origin(tp)
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:
         return " | ".join(type_name(a) for a in typing.get_args(tp))
     if origin in (list, tuple):
         args = typing.get_args(tp)

@@ -1,6 +1,7 @@
 """Checking spec values against parameter types (plain Python). Errors say what was expected."""
 from __future__ import annotations
 
+import types
 import typing
 
 import attrs
@@ -15,7 +16,7 @@ class ValueTypeError(Exception):
 def coerce(value, tp):
     """Return `value` converted to `tp` (int -> float, list -> tuple), or raise ValueTypeError."""
     origin = typing.get_origin(tp)
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:
         for arg in typing.get_args(tp):
             try:
                 return coerce(value, arg)

@@ -173,11 +173,12 @@ class CompiledModel(nn.Module):
 
     def _arg(self, values, ref, stage, members, sliced):
         value = values[ref[0]][ref[1]]
-        if stage is None or self._steps[ref[0]].stage == stage:
+        producer = self._steps[ref[0]]
+        if stage is None or producer.stage == stage or producer.kind == "param":   # weights have no batch rows
             return value
         key = (ref, stage)
         if key not in sliced:
-            sliced[key] = value.index_select(0, members[stage]) if value.shape[0] != 1 else value
+            sliced[key] = value.index_select(0, members[stage])
         return sliced[key]
 
     def _merge(self, step, values, members, n):

@@ -69,7 +69,7 @@ def node_params(module, name: str) -> int:
 
 
 def summary_rows(compiled, module, fold: bool = True) -> tuple[list[Row], dict]:
-    stages = len(compiled.interface.stages[0]) + 1 if compiled.interface.stages else 0
+    stages = len(compiled.interface.stages) + 1 if compiled.interface.stages else 0
     macs = count_macs(module, compiled.interface, 0 if stages else None)
     rows: dict[str, Row] = {}
     for node in nodes_in_order(compiled.graph):
