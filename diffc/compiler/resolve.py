@@ -315,6 +315,8 @@ class Resolver(Evaluator, AnnotationBinder):
         info = REGISTRY.block(block)
         params = self.make_params(info, kwargs, loc, arg_locs or {})
         local, explicit = name if name else (self._auto_name(block), False)
+        if "stateless" in info.tags and not explicit and self.prefix() + local in self.names:
+            local = self._auto_name(local)      # no weights, so its name never reaches a state_dict
         node = Node(self.prefix() + local, block, params, inputs, loc, arg_locs or {}, tuple(self.frames),
                     list(self.active), self.stage)
         node.context["explicit_name"] = explicit

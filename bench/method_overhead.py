@@ -1,0 +1,142 @@
+"""What each method annotation costs: training-step time and peak memory of a spec with the method
+against the same spec without it, measured side by side (interleaved repetitions, medians).
+
+Step = forward on a batch with mixed noise levels + MSE (+ weighted aux losses) + backward + AdamW step.
+Memory = bytes of the tensors autograd saves for backward (the activation peak on CPU), and on CUDA
+torch.cuda.max_memory_allocated.
+
+    python bench/method_overhead.py [--batch 32] [--repeat 15] [--device cpu] [--bf16] [--compile]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from diffc.compiler import build_model, build_model_from_text
+
+ROOT = Path(__file__).resolve().parents[1]
+MP_NET = """model Plain(width = 32) {
+  input x: sample[1, 16, 16]
+  input t: sigma
+  h = conv(x, out = width)
+  h = conv(silu(h), out = width) + h
+  h = conv(silu(h), out = width) + h
+  return conv(silu(h), out = 1)
+}
+model MP = Plain with {
+  @mp model
+}
+"""
+
+
+def pairs():
+    """(method, (without, with)) built models."""
+    stage_text = (ROOT / "specs/multistage_unet.diffspec").read_text()
+    unstaged, found = re.subn(r"@stage\(.*?\)\s*decoder \{", "decoder {\n    stage_width = widths[0]", stage_text,
+                              count=1, flags=re.S)
+    assert found == 1, "the multi-stage spec no longer has `@stage(...) decoder {`"
+    return [
+        ("@route (DTR)", (build_model(ROOT / "specs/dit.diffspec", "DiT_tiny"),
+                          build_model(ROOT / "specs/dit_dtr.diffspec", "DiT_tiny_DTR"))),
+        ("@sync (LayerSync)", (build_model(ROOT / "specs/sit_layersync.diffspec", "SiT_tiny"),
+                               build_model(ROOT / "specs/sit_layersync.diffspec", "SiT_tiny_LayerSync"))),
+        ("@stage (multi-stage)", (build_model_from_text(unstaged, "unstaged.diffspec", "MultistageDDPMpp_tiny"),
+                                  build_model(ROOT / "specs/multistage_unet.diffspec", "MultistageDDPMpp_tiny"))),
+        ("@mp (EDM2 layers)", (build_model_from_text(MP_NET, "mp.diffspec", "Plain"),
+                               build_model_from_text(MP_NET, "mp.diffspec", "MP"))),
+    ]
+
+
+def batch(iface, n, device):
+    x = torch.randn(n, *iface.sample_shape, device=device)
+    kind = iface.noise.kind
+    if kind == "timestep":
+        t = torch.randint(0, iface.noise.steps, (n,), device=device)
+    elif kind == "time":
+        t = torch.rand(n, device=device)
+    else:
+        t = torch.exp(torch.randn(n, device=device) * 1.2 - 1.2)     # EDM's log-normal sigma
+    cond = {c.name: torch.randint(0, c.classes, (n,), device=device) for c in iface.conditions if c.kind == "label"}
+    return x, t, cond
+
+
+def make_step(built, n, device, bf16, compile_):
+    module = built.module.to(device).train()
+    forward = torch.compile(module) if compile_ else module
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    x, t, cond = batch(built.interface, n, device)
+    weights = built.interface.aux_losses
+
+    def step():
+        with torch.autocast(device, torch.bfloat16, enabled=bf16):
+            pred, aux = forward(x, t, cond)
+            loss = (pred.float()[:, : x.shape[1]] - x).square().mean()
+            loss = loss + sum(w * aux[k] for k, w in weights.items())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def saved_bytes(step) -> int:
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return total
+
+
+def timed(step, device) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"device {args.device}, batch {args.batch}, {args.repeat} interleaved steps, median step time")
+    print(f"{'method':22} {'without':>10} {'with':>10} {'time ratio':>11} {'saved MB w/o':>13} {'saved MB with':>14} {'mem ratio':>10}")
+    for method, (base, other) in pairs():
+        steps = [make_step(b, args.batch, args.device, args.bf16, args.compile) for b in (base, other)]
+        mem = [saved_bytes(s) for s in steps]                     # also warms both up
+        if args.device == "cuda":
+            peaks = []
+            for s in steps:
+                torch.cuda.reset_peak_memory_stats()
+                s()
+                peaks.append(torch.cuda.max_memory_allocated())
+            mem = peaks
+        times = [[], []]
+        for _ in range(args.repeat):
+            for i, s in enumerate(steps):
+                times[i].append(timed(s, args.device))
+        t0, t1 = statistics.median(times[0]), statistics.median(times[1])
+        print(f"{method:22} {t0 * 1e3:8.1f}ms {t1 * 1e3:8.1f}ms {t1 / t0:11.3f} {mem[0] / 2**20:13.2f} "
+              f"{mem[1] / 2**20:14.2f} {mem[1] / mem[0]:10.3f}")
+    print("baselines: DiT_tiny | SiT_tiny | the multi-stage U-Net with one decoder (widest) | the same conv net "
+          "without @mp; memory on CPU = bytes saved for backward")
+
+
+if __name__ == "__main__":
+    main()
