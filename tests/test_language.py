@@ -145,3 +145,25 @@ def test_ternary_and_arithmetic():
     c = compile_text(BASE.replace("out = 1)", "out = 2 * (true ? 3 : 1) // 3 - 1)").replace(
         "channels = 1)", "channels = 1)"))
     assert c.graph.nodes["final_layer"]["ir"].params.out == 1
+
+
+def test_text_input_exposes_its_mask():
+    import torch
+    from diffc.compiler import build_model_from_text
+    text = """model M() {
+  input x: sample[1, 8, 8]
+  input t: timestep[1000]
+  @drop(0.1) input txt: text[6, 16]
+  tok = text_embed(txt, txt.mask, width = 32)
+  h = patch_embed(x, patch = 2, width = 32)
+  c = timestep_embed(t, width = 32)
+  block = dit_cond_block(h, c, tok, heads = 4)
+  return unpatchify(final_layer(block, c, patch = 2, out = 1), patch = 2, channels = 1)
+}"""
+    built = build_model_from_text(text, "t.diffspec")
+    assert built.compiled.graph.nodes["txt"]["ir"].out_shapes == ((6, 16), (6,))
+    mask = torch.tensor([[1, 1, 0, 0, 0, 0], [1] * 6], dtype=torch.bool)
+    pred, _ = built.module(torch.randn(2, 1, 8, 8), torch.tensor([1, 2]), {"txt": torch.randn(2, 6, 16), "txt.mask": mask})
+    assert pred.shape == (2, 1, 8, 8)
+    with pytest.raises(UserError, match="has no output 'maks'"):
+        compile_text(text.replace("txt.mask", "txt.maks"))

@@ -117,7 +117,7 @@ class CompiledModel(nn.Module):
         sliced: dict = {}
         for i, step in enumerate(self._steps):
             if step.kind == "input":
-                values[i] = (self._input(step, x, noise_level, cond, n),)
+                values[i] = self._input(step, x, noise_level, cond, n)
                 continue
             if step.kind == "merge":
                 values[i] = (self._merge(step, values, members, n),)
@@ -143,20 +143,27 @@ class CompiledModel(nn.Module):
             aux[f"out{k}"] = values[idx][port]
         return pred, aux
 
-    def _input(self, step, x, noise_level, cond, n):
+    def _input(self, step, x, noise_level, cond, n) -> tuple:
+        """The input's output tuple; a missing condition is its null value (diffc.interface)."""
         if step.source == "sample":
-            return x
+            return (x,)
         if step.source in ("timestep", "time", "sigma"):
-            return noise_level
-        value = cond.get(step.name)
-        if value is not None:
-            return value
+            return (noise_level,)
         spec = self.interface.condition(step.name)
-        if spec.kind == "label":
-            return torch.full((n,), spec.classes, dtype=torch.long, device=x.device)
-        if spec.kind == "control":
-            return torch.full((n, *spec.dims), float("nan"), device=x.device)
-        return torch.zeros((n, *spec.dims), device=x.device)
+        value = cond.get(step.name)
+        if value is None:
+            if spec.kind == "label":
+                value = torch.full((n,), spec.classes, dtype=torch.long, device=x.device)
+            elif spec.kind == "control":
+                value = torch.full((n, *spec.dims), float("nan"), device=x.device)
+            else:
+                value = torch.zeros((n, *spec.dims), device=x.device)
+        if spec.kind != "text":
+            return (value,)
+        mask = cond.get(step.name + ".mask")
+        if mask is None:
+            mask = torch.ones(value.shape[:2], dtype=torch.bool, device=x.device)
+        return value, mask
 
     def _stage_members(self, ctx) -> dict:
         members = {}

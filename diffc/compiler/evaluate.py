@@ -84,7 +84,8 @@ class Evaluator:
         if isinstance(expr, A.Attr):
             obj = self.evaluate(expr.obj, scope)
             if isinstance(obj, Wire):
-                outputs = REGISTRY.block(obj.node.block).outputs if REGISTRY.block(obj.node.block) else ()
+                info = REGISTRY.block(obj.node.block)
+                outputs = info.outputs if info else obj.node.context.get("outputs", ())
                 if expr.name in outputs:
                     return Wire(obj.node, outputs.index(expr.name))
                 raise fail(f"{obj.node.describe()} has no output '{expr.name}'", expr.loc,

@@ -47,6 +47,9 @@ def make_input(resolver, stmt, node, uses, scope) -> InputIR:
             raise fail(f"a model has one {'sample' if stmt.kind == 'sample' else 'noise-level'} input; "
                        f"'{other.name}' (line {other.loc.line}) is already one", stmt.loc)
     node.out_shapes = (shape_of(stmt.kind, dims),)
+    if stmt.kind == "text":          # `txt.mask`: True where a token is real (diffc.interface)
+        node.out_shapes += ((dims[0],),)
+        node.context["outputs"] = ("embedding", "mask")
     node.context["kind"] = stmt.kind
     return InputIR(stmt.name, stmt.kind, tuple(dims), options, node, uses, stmt.loc)
 
