@@ -117,19 +117,16 @@ def test_learned_variance_bounds():
     """Learned-range variance output -1 / +1 gives posterior / beta variances: check spread of one step."""
     steps = ddpm.respaced_timesteps(1000, 2)   # [0, 999]: one noisy step, then the final mean step
     x = torch.zeros(4000, 1, 1, 1)
-
-    def const(value):
-        return lambda x_, t: (torch.zeros_like(x_), torch.full_like(x_, value))
-
     abar, abar_prev = ddpm.respaced_alphas(ABAR, steps)
     beta = (1 - abar[1] / abar_prev[1]).item()
     posterior = beta * (1 - abar_prev[1].item()) / (1 - abar[1].item())
     for value, variance in [(-1.0, posterior), (1.0, beta)]:
         seen = []
 
-        def capture(x_, t, value=value):
+        def capture(x_, t, value=value, seen=seen):
+            """eps = 0 and a constant variance output; records the input of each step."""
             seen.append(x_.clone())
-            return const(value)(x_, t)
+            return torch.zeros_like(x_), torch.full_like(x_, value)
 
         ddpm.ddpm_ancestral(capture, x, ABAR, steps, SeededNoise(range(4000)), learned_variance=True)
         assert seen[1].var().item() == pytest.approx(variance, rel=0.08)
@@ -197,7 +194,8 @@ class ToyModel(torch.nn.Module):
         conditions = (Condition("label", "label", (3,)),) if conditional else ()
         noise = NoiseInput("t", kind, steps=1000 if kind == "timestep" else None)
         self.interface = ModelInterface((1, 4, 4), 1, noise, conditions)
-        self.exact = {"timestep": lambda x, t: exact_eps(x, t)[0], "sigma": exact_denoiser, "time": exact_velocity}[kind]
+        exact = {"timestep": lambda x, t: exact_eps(x, t)[0], "sigma": exact_denoiser, "time": exact_velocity}
+        self.exact = exact[kind]
 
     def forward(self, x, noise_level, cond):
         out = self.exact(x, noise_level)
@@ -256,8 +254,11 @@ def test_generate_guided_flow_matches_hand_guidance():
 
 def test_sampler_family_mismatch_is_a_user_error():
     from diffc.errors import UserError
-    with pytest.raises(UserError, match="needs a edm model"):
+    with pytest.raises(UserError, match="'heun' is for edm models; this model's objective is ddpm"):
         SamplerConfig("heun").resolve("ddpm")
+    assert SamplerConfig("ddpm").resolve("ddpm", max_steps=100).steps == 100
+    with pytest.raises(UserError, match=r"--steps must be in 1..100, got 101"):
+        SamplerConfig("ddim", steps=101).resolve("ddpm", max_steps=100)
     with pytest.raises(UserError, match="did you mean 'heun'"):
         SamplerConfig("hune").resolve("edm")
 
@@ -272,3 +273,11 @@ def test_flow_grid_follows_the_resolution_shift():
     flow.flow_ode(recording, start_noise(2), steps=4, method="euler", shift=3.0)
     u = 1 - torch.linspace(0, 1, 5, dtype=torch.float64)[:4]
     assert seen == pytest.approx((1 - 3 * u / (1 + 2 * u)).tolist(), abs=1e-6)   # t' = 1 - r u / (1 + (r-1) u)
+
+
+def test_label_errors():
+    from diffc.errors import UserError
+    with pytest.raises(UserError, match="out of range 0..2"):
+        sample_images(ToyBundle("time", "flow", conditional=True), range(2), SamplerConfig(steps=2), labels=3)
+    with pytest.raises(UserError, match="no label condition"):
+        sample_images(ToyBundle("time", "flow"), range(2), SamplerConfig(steps=2), labels=1)
