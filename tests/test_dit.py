@@ -1,6 +1,7 @@
 """DiT: reference parameter counts through `diffc compile`, outputs against the reference formulas
 (dit_sit.md), and weights imported from the reference state_dict layout key for key."""
 import math
+from pathlib import Path
 import re
 
 import pytest
@@ -19,7 +20,7 @@ REFERENCE = {  # param_counts.md: params (all), incl. the frozen pos_embed
     "DiT_XL_8": 675_683_072, "DiT_XL_4": 675_074_432, "DiT_XL_2": 675_129_632,
 }
 GMACS = {"DiT_S_2": 6.056, "DiT_B_4": 5.565, "DiT_XL_2": 118.621, "DiT_XL_8": 7.392}
-TSV = "../shared/reference/dit_s2_state_dict.tsv"
+TSV = Path(__file__).parent / "data" / "dit_s2_state_dict.tsv"   # reference key layout (shared/reference)
 
 
 @pytest.mark.parametrize("model", sorted(REFERENCE))
