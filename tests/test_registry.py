@@ -98,3 +98,12 @@ def test_importing_a_python_file_is_a_syntax_error(tmp_path):
     (tmp_path / "evil.diffspec").write_text("import os\nos.system('echo hi')\n")
     code, out, err = run_cli(["check", tmp_path / "evil.diffspec"])
     assert code == 2 and "evil.diffspec:1:8: error: unexpected 'os': expected a string" in err
+
+
+def test_every_mp_form_is_a_registered_mp_block():
+    REGISTRY.load()
+    for name, info in REGISTRY.blocks.items():
+        if info.mp_form is not None:
+            target = REGISTRY.blocks.get(info.mp_form)
+            assert target is not None, f"{name}.mp_form = {info.mp_form} is not registered"
+            assert "mp" in target.tags, info.mp_form
