@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from handwritten_dit import HandDiT  # noqa: E402
+from timing import timed  # noqa: E402
 
 from diffc.compiler import build_model  # noqa: E402
 
@@ -33,16 +33,6 @@ def pair(model: str, device: str):
             p.normal_(0, 0.02)
         hand.load_state_dict(built.module.state_dict())
     return built, hand
-
-
-def timed(fn, device) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def main():

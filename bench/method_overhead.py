@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import time
+import sys
 from pathlib import Path
 
 import torch
 
-from diffc.compiler import build_model, build_model_from_text
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import timed  # noqa: E402
+
+from diffc.compiler import build_model, build_model_from_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MP_NET = """model Plain(width = 32) {
@@ -94,16 +97,6 @@ def saved_bytes(step) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         step()
     return total
-
-
-def timed(step, device) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def main():

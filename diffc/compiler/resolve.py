@@ -7,6 +7,8 @@ evaluated once per stage on a copy of the scope, and the values it changes are m
 """
 from __future__ import annotations
 
+import contextlib
+
 
 from diffc.compiler.annotations import AnnotationBinder
 from diffc.compiler.evaluate import Evaluator, fail
@@ -192,23 +194,15 @@ class Resolver(Evaluator, AnnotationBinder):
                     scope[stmt.var] = item
                 elif kind == "for":
                     self._bind_for(stmt, scope, item)
-                if label:
-                    self.frames.append(Frame(kind, label, i, loc=stmt.loc))
-                self.iteration_nodes.append([])
                 extra = self.overlay_uses(full, i, kind, scope) if full else []
                 self.active.extend(extra)
                 try:
-                    self.run_body(stmt.body, scope)
+                    with self.collecting(Frame(kind, label, i, loc=stmt.loc) if label else None, region) as created:
+                        self.run_body(stmt.body, scope)
+                        if label:
+                            self._fold_single(created, f"{full}.{i}")
                 finally:
                     del self.active[len(self.active) - len(extra):]
-                    created = self.iteration_nodes.pop()
-                    if label:
-                        self.frames.pop()
-                        self._fold_single(created, f"{full}.{i}")
-                    if self.iteration_nodes:
-                        self.iteration_nodes[-1].extend(created)
-                if region is not None:
-                    region.iterations.append(created)
         target_kind = "repeat" if kind == "repeat" else "for"
         self.with_annotations(stmt, target_kind, full or "for", scope, body, region)
 
@@ -244,16 +238,8 @@ class Resolver(Evaluator, AnnotationBinder):
             return run_stage_region(self, stmt, scope, region, stage_use)
 
         def body():
-            self.frames.append(Frame("region", stmt.name, loc=stmt.loc))
-            self.iteration_nodes.append([])
-            try:
+            with self.collecting(Frame("region", stmt.name, loc=stmt.loc), region):
                 self.run_body(stmt.body, scope)
-            finally:
-                self.frames.pop()
-                created = self.iteration_nodes.pop()
-                region.iterations.append(created)
-                if self.iteration_nodes:
-                    self.iteration_nodes[-1].extend(created)
         self.with_annotations(stmt, "region", full, scope, body, region)
 
     # ---- composite blocks ---------------------------------------------------------------------
@@ -279,22 +265,34 @@ class Resolver(Evaluator, AnnotationBinder):
         full = self.prefix() + local
         region = Region(full, "composite", expr.loc)
         self.regions[full] = region
-        self.frames.append(Frame("composite", local, block=definition.name, loc=expr.loc))
-        self.iteration_nodes.append([])
-        try:
-            self.run_body(definition.body, inner)
-            raise fail(f"block '{definition.name}' has no `return`", definition.loc)
-        except _Returned as ret:
-            values = ret.values
-        finally:
-            self.frames.pop()
-            created = self.iteration_nodes.pop()
-            region.iterations.append(created)
-            if self.iteration_nodes:
-                self.iteration_nodes[-1].extend(created)
+        with self.collecting(Frame("composite", local, block=definition.name, loc=expr.loc), region):
+            try:
+                self.run_body(definition.body, inner)
+                raise fail(f"block '{definition.name}' has no `return`", definition.loc)
+            except _Returned as ret:
+                values = ret.values
         return values[0] if len(values) == 1 else values
 
     # ---- nodes ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def collecting(self, frame: Frame | None, region: Region | None = None):
+        """Enter `frame` (a name prefix) and collect the nodes created inside; they also count for the
+        enclosing collection, and become one iteration of `region`."""
+        if frame is not None:
+            self.frames.append(frame)
+        created: list[Node] = []
+        self.iteration_nodes.append(created)
+        try:
+            yield created
+        finally:
+            if frame is not None:
+                self.frames.pop()
+            self.iteration_nodes.pop()
+            if region is not None:
+                region.iterations.append(created)
+            if self.iteration_nodes:
+                self.iteration_nodes[-1].extend(created)
+
     def prefix(self) -> str:
         parts = []
         for f in self.frames:

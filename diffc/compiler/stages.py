@@ -49,20 +49,14 @@ def run_stage_region(resolver, stmt, scope: dict, region, use) -> None:
         results = []
         for s in range(k):
             local = dict(entry, stage=s, stage_width=widths[s] if widths else None)
-            resolver.frames.append(Frame("stage", stmt.name, s, loc=stmt.loc))
-            outer_stage, resolver.stage = resolver.stage, (region.label, s)
-            if outer_stage is not None:
+            if resolver.stage is not None:
                 raise fail("@stage regions cannot be nested", stmt.loc)
-            resolver.iteration_nodes.append([])
+            resolver.stage = (region.label, s)
             try:
-                resolver.run_body(stmt.body, local)
+                with resolver.collecting(Frame("stage", stmt.name, s, loc=stmt.loc), region):
+                    resolver.run_body(stmt.body, local)
             finally:
-                resolver.frames.pop()
-                resolver.stage = outer_stage
-                created = resolver.iteration_nodes.pop()
-                region.iterations.append(created)
-                if resolver.iteration_nodes:
-                    resolver.iteration_nodes[-1].extend(created)
+                resolver.stage = None
             results.append(local)
         _merge(resolver, stmt, scope, entry, results)
 
