@@ -22,7 +22,7 @@ def test_default_recipe_is_the_shipped_file():
     assert (ROOT / "recipes" / "dit_digits.yaml").read_text() == DEFAULT_RECIPE_YAML
     recipe, _, name = load_recipe(None)
     assert name == "<default recipe>" and recipe.data.name == "digits" and recipe.batch == 64
-    assert recipe.duration.images(recipe.batch) == 256 * 1024
+    assert recipe.duration.images(recipe.batch) == 128 * 1024
     assert recipe_from_dict(recipe_to_dict(recipe)) == recipe
 
 

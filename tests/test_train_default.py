@@ -43,6 +43,6 @@ def test_dry_run_prints_recipe_summary_and_memory(tmp_path, monkeypatch, capsys)
         main(["train", str(SPEC), "--dry-run"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for text in ("optimizer:", "weight_decay:", "duration: 256Ki", "parameters:", "memory/proc:"):
+    for text in ("optimizer:", "weight_decay:", "duration: 128Ki", "parameters:", "memory/proc:"):
         assert text in out
     assert not (tmp_path / "runs").exists()

@@ -12,6 +12,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from train_toy import install_toy_builder, toy_built  # noqa: E402
 
+from diffc.cli import main
 from diffc.errors import UserError
 from diffc.training import checkpoint as ckpt
 from diffc.training.loop import train
@@ -88,7 +89,9 @@ def test_changed_recipe_is_refused_on_resume(tmp_path):
     with pytest.raises(UserError, match=r"recipe changed in: optimizer"):
         run(tmp_path, "optimizer: {lr: 0.01}\n")
     assert run(tmp_path, "optimizer: {lr: 0.01}\n", allow_changed=True).nimg == 48
-    assert run(tmp_path, "optimizer: {lr: 0.01}\nduration: 8 steps\n").nimg == 64   # duration may change          # a longer duration is not a change
+    assert run(tmp_path, "optimizer: {lr: 0.01}\nduration: 8 steps\n").nimg == 64   # duration may change
+    with pytest.raises(UserError, match="already holds checkpoints"):
+        run(tmp_path, resume=False)          # a longer duration is not a change
 
 
 KILL_SCRIPT = """
@@ -147,6 +150,12 @@ def test_load_for_inference(tmp_path, monkeypatch):
     with pytest.raises(UserError) as err:
         ckpt.load_for_inference(tmp_path, ema="ema-0.2")
     assert "available: ema-0.050, ema-0.100" in err.value.render()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ema", str(tmp_path), "--sigma-rel", "0.08", "--out", str(tmp_path / "post.pt")])
+    assert exit_info.value.code == 0
+    post = ckpt.load_for_inference(tmp_path / "post.pt", ema="phema-0.080")
+    assert post.info["nimg"] == 48 and not torch.equal(post.module.state_dict()["inp.weight"],
+                                                      ema.module.state_dict()["inp.weight"])
     (tmp_path / "training-state-000000000099.pt").write_bytes(b"garbage")
     with pytest.raises(UserError, match="cannot read checkpoint"):
         ckpt.load_for_inference(tmp_path)

@@ -100,10 +100,9 @@ def _combine(terms: dict, weighting, aux_weights: dict, sample_scale: float, sca
 
 def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "", base_dir: Path | None = None,
           device: str = "cpu", resume: bool = True, allow_changed: bool = False, init_from: str | None = None,
-          bf16: bool = False, compile: bool = False, stop_at: int | None = None, progress: bool = True,
-          world: World | None = None) -> TrainResult:
+          bf16: bool = False, compile: bool = False, stop_at: int | None = None, progress: bool = True) -> TrainResult:
     """Train `built` (a BuiltModel) with `recipe` into run_dir; returns at the duration (or `stop_at` images)."""
-    world = world or World.from_env(device)
+    world = World.from_env(device)
     device = world.device
     run_dir = Path(run_dir)
     interface = built.interface
@@ -119,7 +118,10 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
     dataset = build_dataset(recipe.data, interface, base_dir or Path.cwd())
     check_conditions(interface, dataset)
     module = built.module.to(device).train()
-    existing = ckpt.list_checkpoints(run_dir) if resume else []
+    existing = ckpt.list_checkpoints(run_dir)
+    if existing and not resume:
+        raise UserError(f"run directory {run_dir} already holds checkpoints; --no-resume would overwrite that run",
+                        help="choose another --run-dir, or delete its training-state-*.pt files")
     if init_from and not existing:
         recipe = init_from_checkpoint(module, init_from, recipe, interface)
     recipe_dict = recipe_to_dict(recipe)
@@ -188,8 +190,9 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
         before, nimg = nimg, nimg + recipe.batch
         if ema is not None:
             ema.update(module, nimg, recipe.batch)
+        flush = _crossed(before, nimg, every(recipe.log.every)) or nimg >= stop
         log.step(nimg, step_logs, {"lr": lr, "grad_norm": grad_norm, "nonfinite_steps": nonfinite},
-                 recipe.batch / (time.perf_counter() - tic), flush=_crossed(before, nimg, every(recipe.log.every)))
+                 recipe.batch / (time.perf_counter() - tic), flush=flush)
         if world.rank == 0 and isinstance(ema, PowerEMA) and _crossed(before, nimg, every(recipe.ema.snapshot_every)):
             ema.save_snapshots(run_dir, nimg, meta)
         if world.rank == 0 and (_crossed(before, nimg, every(recipe.sample.every)) or nimg >= total):

@@ -170,18 +170,19 @@ for _cls in (DataConfig, ObjectiveConfig, WeightingConfig, NoiseConfig, Optimize
 
 # The built-in recipe used when neither the spec nor --recipe names one. recipes/dit_digits.yaml is this text.
 DEFAULT_RECIPE_YAML = """\
-# Tiny DiT on the built-in digits (16x16, 10 classes): recognisable samples in a few minutes on a laptop CPU.
+# Tiny DiT on the built-in digits (16x16, 10 classes). On 2 CPU cores (~250 img/s) the 64Ki grid (~5 min)
+# already shows recognisable digits; the run ends at 128Ki images (~9 min).
 data:       {name: digits, resolution: 16}
 objective:  {kind: ddpm_eps}
 weighting:  {kind: min_snr, gamma: 5}
 noise:      {kind: uniform}
 optimizer:  {kind: adamw, lr: 1.0e-3, betas: [0.9, 0.99], weight_decay: 0, grad_clip: 1.0}
-lr:         {kind: warmup, warmup: 8Ki}
+lr:         {kind: warmup, warmup: 2Ki}
 batch:      64
-duration:   256Ki                 # images (4096 steps of 64); '4000 steps' also works
-ema:        {kind: power, sigma_rel: [0.05, 0.10], snapshot_every: 64Ki}
+duration:   128Ki                 # images (2048 steps of 64); '2000 steps' also works
+ema:        {kind: power, sigma_rel: [0.05, 0.10], snapshot_every: 32Ki}
 checkpoint: {every: 32Ki, keep: 3}
-sample:     {every: 64Ki, n: 100, steps: 50, guidance: 2.0}
+sample:     {every: 32Ki, n: 100, steps: 50, guidance: 2.0}
 log:        {every: 4Ki}
 seed:       0
 """
