@@ -26,6 +26,10 @@ import attrs
 
 NOISE_KINDS = ("timestep", "time", "sigma")
 COND_KINDS = ("label", "text", "control")
+# Control metadata recorded per sample by the data pipeline (Berrada et al. 2024; sizes and crops as
+# fractions of the training resolution), and its "no augmentation" value, the default when sampling.
+CONTROL_FIELDS = ("orig_h", "orig_w", "crop_top", "crop_left", "crop_h", "crop_w", "flip")
+NO_AUGMENTATION = (1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0)
 
 
 @attrs.frozen

@@ -60,6 +60,7 @@ def sample(checkpoint, count, out, grid_count, **options):
     import numpy as np
 
     from diffc.sampling.generate import generate, load_bundle, resolve_for
+    from diffc.sampling.images import grid_image, pil_image
 
     bundle = load_bundle(checkpoint, ema=options["ema"], device=options["device"])
     config = resolve_for(sampler_config(options), bundle.objective)
@@ -71,31 +72,13 @@ def sample(checkpoint, count, out, grid_count, **options):
                                   device=options["device"]):
         images = images.cpu().permute(0, 2, 3, 1).numpy()
         for offset, image in enumerate(images):
-            _image(image).save(out / f"{seed + start + offset:06d}.png")
+            pil_image(image).save(out / f"{seed + start + offset:06d}.png")
         batches.append(images)
     images = np.concatenate(batches)
     np.savez(out / "samples.npz", arr_0=images, seeds=np.arange(seed, seed + count))
-    _grid(images[:grid_count]).save(out / "grid.png")
+    grid_image(images[:grid_count]).save(out / "grid.png")
     provenance = {"checkpoint": str(Path(checkpoint).resolve()), "ema": options["ema"], "num_samples": count,
                   "seeds": [seed, seed + count - 1], "label": options["label"], "sampler": config.provenance(),
                   "info": {k: str(v) for k, v in (getattr(bundle, "info", {}) or {}).items()}}
     (out / "samples.json").write_text(json.dumps(provenance, indent=2) + "\n")
     click.echo(f"wrote {count} samples, grid.png and samples.npz to {out}")
-
-
-def _image(array):
-    from PIL import Image
-    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-
-
-def _grid(images, pad: int = 2):
-    """Near-square grid of NHWC uint8 images with `pad` black pixels between them."""
-    import numpy as np
-    n, h, w, c = images.shape
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    canvas = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), dtype=np.uint8)
-    for i, image in enumerate(images):
-        r, q = divmod(i, cols)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = image
-    return _image(canvas)

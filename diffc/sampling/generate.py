@@ -10,6 +10,7 @@ import attrs
 import torch
 
 from diffc.errors import UserError, did_you_mean
+from diffc.interface import CONTROL_FIELDS, NO_AUGMENTATION
 from diffc.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_METHODS, SAMPLER_FAMILY, ddpm, edm, flow
 from diffc.sampling.guidance import GuidedModel
 from diffc.sampling.noise import SeededNoise
@@ -57,7 +58,8 @@ class SamplerConfig:
 
 
 def build_condition(interface, noise: SeededNoise, labels=None, device="cpu") -> dict:
-    """Labels per sample (given, or drawn from each sample's own seed); other conditions stay null."""
+    """Labels per sample (given, or drawn from each sample's own seed); control metadata at "no
+    augmentation" (conditioning.md: the inference default); text stays null."""
     if labels is not None and not any(c.kind == "label" for c in interface.conditions):
         raise UserError("a class label was given, but this model has no label condition")
     cond = {}
@@ -69,6 +71,8 @@ def build_condition(interface, noise: SeededNoise, labels=None, device="cpu") ->
                 cond[c.name] = torch.as_tensor(labels, dtype=torch.long, device=device).expand(len(noise)).clone()
                 if int(cond[c.name].max()) >= c.classes or int(cond[c.name].min()) < 0:
                     raise UserError(f"class label out of range 0..{c.classes - 1} for condition '{c.name}'")
+        elif c.kind == "control" and c.dims == (len(CONTROL_FIELDS),):
+            cond[c.name] = torch.tensor(NO_AUGMENTATION, device=device).expand(len(noise), -1).clone()
     return cond
 
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from diffc.errors import UserError
+from diffc.interface import CONTROL_FIELDS
 
-CONTROL_FIELDS = ("orig_h", "orig_w", "crop_top", "crop_left", "crop_h", "crop_w", "flip")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 

@@ -23,7 +23,7 @@ from diffc.training.ema import ClassicEMA
 from diffc.training.noise import build_noise_sampler
 from diffc.training.objectives import build_objective
 from diffc.training.optim import build_optimizer, learning_rate, prepare_gradients, set_learning_rate
-from diffc.training.preview import generate, save_grid
+from diffc.training.preview import write_preview
 from diffc.training.recipe_loader import recipe_to_dict, recipe_to_yaml
 from diffc.training.runlog import RunLog
 from diffc.training.weightings import build_weighting
@@ -214,5 +214,5 @@ def _write_samples(sample_module, module, ema, objective, cfg, run_dir, nimg, de
         raise UserError(f"sample.ema '{name}' is not a tracked profile", help="available: " + ", ".join(ema.profiles))
     sample_module.load_state_dict(ema.profiles[name] if name else module.state_dict())
     sample_module.eval()
-    images = generate(sample_module, objective, cfg.n, cfg.steps, cfg.guidance, cfg.seed, device)
-    save_grid(images, Path(run_dir) / "samples" / f"samples-{nimg:012d}.png")
+    write_preview(sample_module, objective, cfg.n, cfg.steps, cfg.guidance, cfg.seed,
+                  Path(run_dir) / "samples" / f"samples-{nimg:012d}.png", device)
