@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffc.blocks.nn.dit import Attention, DiTBlock, modulate, xavier_linear
-from diffc.training.conditioning import noisy_replicate_pad
 
 
 # conditioning.md item 3: gamma(f) = 0 for f >= start, 1 for f <= end, (1 - cos(pi p)) / 2 in between.
@@ -16,6 +15,19 @@ def cosine_ramp(fraction: torch.Tensor, start: torch.Tensor, end: torch.Tensor) 
     """Ramp values [..., G] for noise fractions `fraction` [..., 1] (0 clean, 1 pure noise) and G ramps."""
     progress = ((start - fraction) / (start - end)).clamp(0, 1)
     return 0.5 * (1 - torch.cos(math.pi * progress))
+
+
+def noisy_replicate_pad(tokens, lengths, sigma: float, generator):
+    """Fill positions >= length by cycling the real tokens, plus N(0, sigma^2) noise (Berrada et al. Sec. 3.2)."""
+    n, seq, _ = tokens.shape
+    pos = torch.arange(seq, device=tokens.device).expand(n, seq)
+    length = lengths.clamp(min=1, max=seq).view(n, 1).to(tokens.device)
+    source = torch.where(pos < length, pos, pos % length)
+    padded = tokens.gather(1, source.unsqueeze(-1).expand_as(tokens))
+    if sigma > 0:      # no draw at sigma = 0, so evaluation consumes no random numbers
+        padded = padded + sigma * torch.randn(tokens.shape, generator=generator, device=tokens.device,
+                                              dtype=tokens.dtype)
+    return torch.where((pos < length).unsqueeze(-1), tokens, padded)
 
 
 class ControlEmbed(nn.Module):

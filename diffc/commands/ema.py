@@ -12,9 +12,26 @@ Example:
 @click.option("--sigma-rel", "sigma_rels", type=float, multiple=True, required=True, help="target EMA length(s)")
 @click.option("--nimg", type=int, default=None, help="training time in images (default: the latest snapshot)")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="default: RUN/phema-{nimg}.pt")
-def ema(run_dir, sigma_rels, nimg, out):
-    """Reconstruct power-function EMA profiles from RUN/phema snapshots (EDM2 post-hoc EMA)."""
+@click.option("--metric", type=click.Choice(["none", "fid"]), default="none", show_default=True,
+              help="also evaluate each reconstructed profile (FID with the built-in or Inception extractor)")
+@click.option("--samples", type=int, default=1000, show_default=True, help="generated samples per metric")
+@click.option("--reference", default="builtin", show_default=True, help="FID reference: builtin | folder | .npz")
+def ema(run_dir, sigma_rels, nimg, out, metric, samples, reference):
+    """Reconstruct power-function EMA profiles from RUN/phema snapshots (EDM2 post-hoc EMA), and
+    optionally sweep them with a metric to pick the EMA length."""
     from diffc.phema import write_reconstruction
     path = write_reconstruction(run_dir, sigma_rels, out, nimg)
-    names = ", ".join(f"phema-{s:.3f}" for s in sigma_rels)
-    click.echo(f"wrote {path} with EMA profiles {names}")
+    names = [f"phema-{s:.3f}" for s in sigma_rels]
+    click.echo(f"wrote {path} with EMA profiles {', '.join(names)}")
+    if metric == "none":
+        return
+    from diffc.evaluation.evaluate import evaluate_checkpoint
+    rows = []
+    for name, sigma_rel in zip(names, sigma_rels):
+        result = evaluate_checkpoint(path, ema=name, num_samples=samples, reference=reference, progress=False)
+        rows.append((sigma_rel, result["metrics"]["frechet_inception_distance"], result["path"]))
+    click.echo(f"{'sigma_rel':>9}  {'FID':>9}  result")
+    for sigma_rel, fid, where in rows:
+        click.echo(f"{sigma_rel:9.3f}  {fid:9.3f}  {where}")
+    best = min(rows, key=lambda r: r[1])
+    click.echo(f"best: sigma_rel {best[0]:.3f} (FID {best[1]:.3f})")

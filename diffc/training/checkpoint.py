@@ -117,6 +117,16 @@ class InferenceBundle:
     info: dict
 
 
+def _profile_name(ema: str, profiles: dict) -> str:
+    """Accept a bare sigma_rel ("0.1", "0.100") for the one profile of that length (ema-0.100, phema-0.100)."""
+    try:
+        value = float(ema)
+    except ValueError:
+        return ema
+    matches = [name for name in profiles if name.rsplit("-", 1)[-1] == f"{value:.3f}"]
+    return matches[0] if len(matches) == 1 else ema
+
+
 def load_for_inference(path, ema: str | None = None, device="cpu") -> InferenceBundle:
     """Model in eval mode with the weights of EMA profile `ema` (None: raw weights), its objective and recipe."""
     from diffc.training.objectives import build_objective
@@ -128,6 +138,7 @@ def load_for_inference(path, ema: str | None = None, device="cpu") -> InferenceB
         weights = data["model"]
     else:
         profiles = data.get("ema") or {}
+        ema = _profile_name(ema, profiles)
         if ema not in profiles:
             raise UserError(f"checkpoint has no EMA profile '{ema}'", file=str(file),
                             help="available: " + (", ".join(sorted(profiles)) or "none (use the raw weights)"))

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import torch
 
+from diffc.blocks.nn.conditioning import noisy_replicate_pad
 from diffc.errors import UserError
-from diffc.training.data import CONTROL_FIELDS
+from diffc.interface import CONTROL_FIELDS
 
 
 def check_conditions(interface, dataset) -> None:
@@ -22,17 +23,6 @@ def check_conditions(interface, dataset) -> None:
                             help="store embeddings as 'text' [N, L, D] (and 'text_len' [N]) in the .npz")
         if cond.kind == "label" and dataset.labels is not None and int(dataset.labels.max()) >= cond.classes:
             raise UserError(f"the data has label {int(dataset.labels.max())} but '{cond.name}' has {cond.classes} classes")
-
-
-def noisy_replicate_pad(tokens, lengths, sigma: float, generator):
-    """Fill positions >= length by cycling the real tokens, plus N(0, sigma^2) noise (Berrada et al. Sec. 3.2)."""
-    n, seq, _ = tokens.shape
-    pos = torch.arange(seq, device=tokens.device).expand(n, seq)
-    length = lengths.clamp(min=1, max=seq).view(n, 1).to(tokens.device)
-    source = torch.where(pos < length, pos, pos % length)
-    padded = tokens.gather(1, source.unsqueeze(-1).expand_as(tokens))
-    noise = torch.randn(tokens.shape, generator=generator, device=tokens.device, dtype=tokens.dtype) * sigma
-    return torch.where((pos < length).unsqueeze(-1), tokens, padded + noise)
 
 
 def build_cond(interface, cfg, batch, generator, device) -> dict:
