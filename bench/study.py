@@ -105,10 +105,10 @@ def write_outputs(results, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=24 * 1024, help="training images per run")
+    parser.add_argument("--images", type=int, default=21 * 1024, help="training images per run")
     parser.add_argument("--evals", type=int, default=3, help="evaluation points per run (evenly spaced)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--samples", type=int, default=500, help="generated samples per FID")
+    parser.add_argument("--samples", type=int, default=300, help="generated samples per FID")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--out", default=str(ROOT / "docs" / "study"))
     args = parser.parse_args()
