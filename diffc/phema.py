@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from diffc.errors import UserError
-from diffc.training.ema import copy_state, lerp_state
+from diffc.training.ema import EMAProfiles, copy_state, lerp_state
 
 SNAPSHOT_FORMAT = "diffc-phema-1"
 SIGMA_REL_MAX = float(np.sqrt(1 / 12))      # gamma = 0: uniform average
@@ -63,7 +63,7 @@ def solve_posthoc_coefficients(in_ofs, in_std, out_ofs, out_std):
     return coefs / coefs.sum(axis=0, keepdims=True)
 
 
-class PowerEMA:
+class PowerEMA(EMAProfiles):
     """Tracks several power-function EMA profiles at once; profile names are `ema-{sigma_rel:.3f}`."""
 
     def __init__(self, module: torch.nn.Module, stds):
@@ -76,14 +76,6 @@ class PowerEMA:
         for std, gamma in zip(self.stds, self.gammas):
             beta = power_function_beta(gamma, nimg, batch_size)
             lerp_state(self.profiles[profile_name(std)], module, 1 - beta)
-
-    def state_dict(self) -> dict:
-        return self.profiles
-
-    def load_state_dict(self, state: dict) -> None:
-        for name, tensors in state.items():
-            for key, value in tensors.items():
-                self.profiles[name][key].copy_(value)
 
     def save_snapshots(self, run_dir, nimg: int, meta: dict) -> list[Path]:
         """Write RUN/phema/phema-{nimg:012d}-{std:.3f}.pt for every profile (atomic, rank 0 only)."""

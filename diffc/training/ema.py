@@ -19,7 +19,20 @@ def lerp_state(target: dict, module: torch.nn.Module, weight: float) -> None:
                 target[key].copy_(value)
 
 
-class ClassicEMA:
+class EMAProfiles:
+    """Named copies of a model's state (`self.profiles`), saved and restored with the checkpoint."""
+    profiles: dict
+
+    def state_dict(self) -> dict:
+        return self.profiles
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, tensors in state.items():
+            for key, value in tensors.items():
+                self.profiles[name][key].copy_(value)
+
+
+class ClassicEMA(EMAProfiles):
     """theta_ema <- decay theta_ema + (1 - decay) theta after every optimiser step (Polyak averaging)."""
 
     def __init__(self, module: torch.nn.Module, decay: float):
@@ -29,11 +42,3 @@ class ClassicEMA:
     def update(self, module, nimg: int, batch_size: int) -> None:
         """One step of theta_ema = decay theta_ema + (1 - decay) theta."""
         lerp_state(self.profiles["ema"], module, 1 - self.decay)
-
-    def state_dict(self) -> dict:
-        return self.profiles
-
-    def load_state_dict(self, state: dict) -> None:
-        for name, tensors in state.items():
-            for key, value in tensors.items():
-                self.profiles[name][key].copy_(value)

@@ -10,15 +10,12 @@ import math
 import torch
 
 from diffc.errors import UserError
+from diffc.training.kinds import registering
 
 NOISE_SAMPLERS: dict[str, type] = {}
 
 
-def register_noise_sampler(name: str):
-    def decorate(cls):
-        NOISE_SAMPLERS[name] = cls
-        return cls
-    return decorate
+register_noise_sampler = registering(NOISE_SAMPLERS)
 
 
 def build_noise_sampler(cfg, objective, strata: int | None = None):

@@ -13,18 +13,14 @@ import torch
 
 from diffc import schedules
 from diffc.errors import UserError
+from diffc.training.kinds import registering
 from diffc.training.ddpm_vb import PosteriorTables, vb_term
 
 OBJECTIVES: dict[str, type] = {}
 NOISE_KIND_OF_FAMILY = {"ddpm": "timestep", "edm": "sigma", "flow": "time"}
 
 
-def register_objective(name: str):
-    def decorate(cls):
-        OBJECTIVES[name] = cls
-        cls.name = name
-        return cls
-    return decorate
+register_objective = registering(OBJECTIVES)
 
 
 def build_objective(cfg, interface):

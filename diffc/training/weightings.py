@@ -9,15 +9,12 @@ import torch
 from torch import nn
 
 from diffc.errors import UserError
+from diffc.training.kinds import registering
 
 WEIGHTINGS: dict[str, type] = {}
 
 
-def register_weighting(name: str):
-    def decorate(cls):
-        WEIGHTINGS[name] = cls
-        return cls
-    return decorate
+register_weighting = registering(WEIGHTINGS)
 
 
 def build_weighting(cfg, objective):
