@@ -33,7 +33,8 @@ class Diagnostic:
         return ":".join(parts)
 
     def render(self) -> str:
-        out = [f"{self.location()}: {self.severity}: {self.message}"]
+        where = f"{self.location()}: " if self.file or self.line is not None else ""
+        out = [f"{where}{self.severity}: {self.message}"]
         if self.source_line is not None and self.line is not None:
             gutter = str(self.line)
             pad = " " * len(gutter)

@@ -1,13 +1,12 @@
 """`diffc fmt SPEC`: print a spec in canonical form (dsl/printer.py); `--write` rewrites it, `--check` tests it."""
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import click
+
+from diffc.files import atomic_write
 
 
 @click.command("fmt", epilog="""\b
@@ -33,20 +32,7 @@ def fmt(spec: Path, write: bool, check: bool):
         if formatted == text:
             click.echo(f"{spec} is already formatted", err=True)
         else:
-            write_atomically(spec, formatted)
+            atomic_write(spec, formatted)
             click.echo(f"reformatted {spec}", err=True)
     else:
         click.echo(formatted, nl=False)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` via a temporary file in the same folder, keeping its permissions."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from diffc.commands.common import atomic_write, error_format_option, model_option, spec_argument
+from diffc.commands.common import error_format_option, model_option, spec_argument
+from diffc.files import atomic_write
 from diffc.errors import UserError
 from diffc.graph.render import FORMATS, format_for, render
 

@@ -69,15 +69,12 @@ def compile_cmd(spec, model, save, expand, seed, error_format):
     for key, weight in built.interface.aux_losses.items():
         click.echo(f"aux loss {key}: weight {weight} (LayerSync, no parameters added)")
     if save:
-        from diffc.commands.common import atomic_write
-        import io
+        from diffc.files import atomic_write
         torch.manual_seed(seed)
         real = build_model(spec, model, device="cpu")
-        buffer = io.BytesIO()
-        torch.save({"format": "diffc-model-1", "model": real.module.state_dict(), "spec_text": real.spec_text,
-                    "spec_hash": real.spec_hash, "model_name": real.model_name, "spec_path": str(spec),
-                    "seed": seed}, buffer)
-        atomic_write(save, buffer.getvalue())
+        state = {"format": "diffc-model-1", "model": real.module.state_dict(), "spec_text": real.spec_text,
+                 "spec_hash": real.spec_hash, "model_name": real.model_name, "spec_path": str(spec), "seed": seed}
+        atomic_write(save, lambda handle: torch.save(state, handle))
         click.echo(f"saved initialised {real.model_name} to {save}")
 
 
@@ -122,18 +119,15 @@ def import_weights(spec, weights, model, out):
     \b
     Example:  diffc import-weights specs/dit.diffspec DiT-XL-2-256x256.pt --model DiT_XL_2 -o dit_xl2.pt
     """
-    import io
-
     import torch
 
-    from diffc.commands.common import atomic_write
     from diffc.compiler import build_model
+    from diffc.files import atomic_write
     from diffc.weights import import_state_dict, read_state_dict
     built = build_model(spec, model, device="cpu")
     import_state_dict(built.module, read_state_dict(weights))
-    buffer = io.BytesIO()
-    torch.save({"format": "diffc-model-1", "model": built.module.state_dict(), "spec_text": built.spec_text,
-                "spec_hash": built.spec_hash, "model_name": built.model_name, "spec_path": str(spec),
-                "imported_from": str(weights)}, buffer)
-    atomic_write(out, buffer.getvalue())
+    state = {"format": "diffc-model-1", "model": built.module.state_dict(), "spec_text": built.spec_text,
+             "spec_hash": built.spec_hash, "model_name": built.model_name, "spec_path": str(spec),
+             "imported_from": str(weights)}
+    atomic_write(out, lambda handle: torch.save(state, handle))
     click.echo(f"imported {weights} into {built.model_name}; wrote {out}")

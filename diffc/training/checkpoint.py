@@ -5,7 +5,6 @@ A checkpoint is one plain dict per file, `RUN/training-state-{nimg:012d}.pt`, lo
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import attrs
 import torch
 
 from diffc.errors import UserError
+from diffc.files import atomic_write
 
 CHECKPOINT_FORMAT = "diffc-checkpoint-1"
 _NAME = re.compile(r"^training-state-(\d{12})\.pt$")
@@ -20,26 +20,8 @@ _PREFIXES = ("module.", "_orig_mod.")
 
 
 def atomic_save(obj, path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`.
-
-    A kill at any moment leaves either the old file or the complete new one; never a partial file at `path`.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """torch.save through diffc.files.atomic_write: a kill at any moment leaves the old or the new file."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def clean_state_dict(state: dict) -> dict:
