@@ -12,9 +12,9 @@ def pil_image(array: np.ndarray):
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array[..., :3])
 
 
-def grid_image(images: np.ndarray, pad: int = 2, min_size: int = 256):
-    """NHWC uint8 -> a near-square grid with `pad` black pixels between images, upscaled (nearest) to at
-    least `min_size` pixels so small samples stay visible."""
+def grid_image(images: np.ndarray, pad: int = 2, min_size: int = 0):
+    """NHWC uint8 -> a near-square grid with `pad` black pixels between images; with `min_size`, upscaled
+    (nearest) to at least that many pixels so small samples stay visible (training previews)."""
     n, h, w, c = images.shape
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)

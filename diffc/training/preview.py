@@ -25,7 +25,7 @@ def write_preview(module, objective, n: int, steps: int, guidance: float, seed: 
     bundle = InferenceBundle(module, interface, objective, {}, {})
     images = to_uint8(sample_images(bundle, list(range(seed, seed + n)), config, labels, device))
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid_image(images.permute(0, 2, 3, 1).cpu().numpy()).save(path)
+    grid_image(images.permute(0, 2, 3, 1).cpu().numpy(), min_size=256).save(path)
 
 
 def plot_loss_curve(stats_path: Path, out_path: Path) -> None:
