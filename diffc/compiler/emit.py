@@ -202,8 +202,7 @@ class CompiledModel(nn.Module):
         if isinstance(refs, list):   # LayerSync pair: -cos(src, stopgrad(dst)) per token, mean (Eq. 3)
             (si, sp), (di, dp) = refs
             src, dst = values[si][sp], values[di][dp].detach()
-            dim = 1 if src.ndim == 4 else -1
-            return -(F.normalize(src, dim=dim) * F.normalize(dst, dim=dim)).sum(dim).mean()
+            return -F.cosine_similarity(src, dst, dim=1 if src.ndim == 4 else -1).mean()
         return values[refs[0]][refs[1]]
 
 
