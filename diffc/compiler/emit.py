@@ -115,6 +115,7 @@ class CompiledModel(nn.Module):
         members = self._stage_members(ctx)
         values: list = [None] * len(self._steps)
         sliced: dict = {}
+        masks: dict = {}          # (table, stage) -> [N, C] route masks, gathered once per forward
         for i, step in enumerate(self._steps):
             if step.kind == "input":
                 values[i] = self._input(step, x, noise_level, cond, n)
@@ -128,11 +129,14 @@ class CompiledModel(nn.Module):
             args = [self._arg(values, ref, step.stage, members, sliced) for ref in step.args]
             kwargs = {}
             if step.route is not None:
-                buffer, tasks = step.route
-                rows = route_rows(ctx.noise_fraction, tasks)
-                if step.stage is not None:
-                    rows = rows[members[step.stage]]
-                kwargs["route_mask"] = getattr(self, buffer)[rows].to(args[0].dtype)
+                key = (step.route, step.stage)
+                if key not in masks:
+                    buffer, tasks = step.route
+                    rows = route_rows(ctx.noise_fraction, tasks)
+                    if step.stage is not None:
+                        rows = rows[members[step.stage]]
+                    masks[key] = getattr(self, buffer)[rows].to(args[0].dtype)
+                kwargs["route_mask"] = masks[key]
             if step.needs_ctx:
                 kwargs["ctx"] = ctx if step.stage is None else _slice_ctx(ctx, members[step.stage])
             out = step.fn(*args, **kwargs)
