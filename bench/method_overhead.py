@@ -6,6 +6,7 @@ Memory = bytes of the tensors autograd saves for backward (the activation peak o
 torch.cuda.max_memory_allocated.
 
     python bench/method_overhead.py [--batch 32] [--repeat 15] [--device cpu] [--bf16] [--compile]
+    python bench/method_overhead.py --sit-s2 --batch 8 --repeat 5     # @sync on SiT-S/2
 """
 from __future__ import annotations
 
@@ -35,6 +36,27 @@ model MP = Plain with {
   @mp model
 }
 """
+
+
+def sit_s2_pair():
+    """@sync at a real model size: SiT-S/2 (33M parameters) with and without LayerSync."""
+    return ("@sync (LayerSync), SiT-S/2", (build_model(ROOT / "specs/sit_layersync.diffspec", "SiT_S_2"),
+                                          build_model(ROOT / "specs/sit_layersync.diffspec", "SiT_S_2_LayerSync")))
+
+
+def sync_loss_ms(built, batch_size: int, device: str, repeat: int = 20) -> float:
+    """Wall time of the work @sync adds to a step: the cosine loss on the tapped features and its backward
+    (its gradient joins the existing backward through the student's layers as one addition)."""
+    import torch.nn.functional as F
+    src_wire, _ = next(iter(built.compiled.ir.taps.values()))
+    shape = (batch_size, *src_wire.node.out_shapes[src_wire.port])
+    src = torch.randn(shape, device=device, requires_grad=True)
+    dst = torch.randn(shape, device=device)
+
+    def work():
+        (-F.cosine_similarity(src, dst.detach(), dim=-1).mean()).backward()
+    work()
+    return 1e3 * statistics.median(timed(work, device) for _ in range(repeat))
 
 
 def pairs():
@@ -106,11 +128,12 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--sit-s2", action="store_true", help="measure only @sync on SiT-S/2 (a real model size)")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"device {args.device}, batch {args.batch}, {args.repeat} interleaved steps, median step time")
     print(f"{'method':22} {'without':>10} {'with':>10} {'time ratio':>11} {'saved MB w/o':>13} {'saved MB with':>14} {'mem ratio':>10}")
-    for method, (base, other) in pairs():
+    for method, (base, other) in ([sit_s2_pair()] if args.sit_s2 else pairs()):
         steps = [make_step(b, args.batch, args.device, args.bf16, args.compile) for b in (base, other)]
         mem = [saved_bytes(s) for s in steps]                     # also warms both up
         if args.device == "cuda":
@@ -127,6 +150,10 @@ def main():
         t0, t1 = statistics.median(times[0]), statistics.median(times[1])
         print(f"{method:22} {t0 * 1e3:8.1f}ms {t1 * 1e3:8.1f}ms {t1 / t0:11.3f} {mem[0] / 2**20:13.2f} "
               f"{mem[1] / 2**20:14.2f} {mem[1] / mem[0]:10.3f}")
+        if method.startswith("@sync"):
+            extra = sync_loss_ms(other, args.batch, args.device)
+            print(f"{'':22} the @sync loss alone (forward+backward): {extra:.2f} ms = "
+                  f"{100 * extra / (t0 * 1e3):.2f}% of the step without it")
     print("baselines: DiT_tiny | SiT_tiny | the multi-stage U-Net with one decoder (widest) | the same conv net "
           "without @mp; memory on CPU = bytes saved for backward")
 
