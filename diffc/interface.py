@@ -20,8 +20,6 @@ This module is plain Python (no torch import) so that `diffc check` stays fast.
 """
 from __future__ import annotations
 
-import math
-
 import attrs
 
 NOISE_KINDS = ("timestep", "time", "sigma")
@@ -38,15 +36,6 @@ class NoiseInput:
     kind: str                      # one of NOISE_KINDS
     steps: int | None = None       # T for kind == "timestep"
     schedule: str = "linear"       # betas for "timestep" (linear | cosine); path for "time" (linear)
-
-    def noise_fraction(self, value: float) -> float:
-        """Map a noise level to [0, 1]: 0 = clean, 1 = pure noise (DTR's t/(T-1), Park et al. Sec. 3)."""
-        if self.kind == "timestep":
-            return value / (self.steps - 1)
-        if self.kind == "time":
-            return 1.0 - value
-        lo, hi = math.log(0.002), math.log(80.0)
-        return min(1.0, max(0.0, (math.log(value) - lo) / (hi - lo)))
 
 
 @attrs.frozen

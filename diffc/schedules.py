@@ -62,14 +62,6 @@ def logsnr(noise_level, noise_input):
     raise ValueError(noise_input.kind)
 
 
-def sigma_from_logsnr(value: float) -> float:
-    return math.exp(-value / 2)
-
-
-def logsnr_from_sigma_float(sigma: float) -> float:
-    return -2 * math.log(sigma)
-
-
 def edm_precond(sigma, sigma_data: float = 0.5):
     """EDM preconditioning (Karras et al. 2022, Table 1; EDM2 Eq. 7): c_skip, c_out, c_in, c_noise."""
     import torch

@@ -48,8 +48,7 @@ class Program:
     def default_model(self) -> str:
         if self.default is not None:
             return self.default.name
-        entry_models = [it.name for it in self.entry.items if isinstance(it, (A.BlockDef, A.Preset))
-                        and getattr(it, "kind", "model") == "model"]
+        entry_models = self.model_names()
         if not entry_models:
             raise UserError(f"{self.entry.path}: no model is defined in this spec", help="write `model Name(...) { ... }`")
         return entry_models[-1]
