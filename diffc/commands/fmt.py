@@ -22,7 +22,8 @@ def fmt(spec: Path, write: bool, check: bool):
     from diffc.dsl.printer import format_text
     if write and check:
         raise click.UsageError("--write and --check cannot be used together")
-    text = spec.read_text()
+    from diffc.text import read_text
+    text = read_text(spec, "spec")
     formatted = format_text(text, str(spec))
     if check:
         if formatted != text:

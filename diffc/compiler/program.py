@@ -9,6 +9,7 @@ import attrs
 from diffc.dsl import ast as A
 from diffc.dsl.parser import parse
 from diffc.errors import Diagnostic, UserError, attach_source, did_you_mean
+from diffc.text import read_text
 
 SUPPORTED_VERSIONS = (1,)
 BUNDLE_HEADER = "# diffc bundle 1"
@@ -58,7 +59,7 @@ def load_program(path: str | Path) -> Program:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"spec file not found: {path}", help="pass the path of a .diffspec file")
-    return load_text(path.read_text(), str(path))
+    return load_text(read_text(path, "spec"), str(path))
 
 
 def load_text(text: str, filename: str = "<spec>") -> Program:
@@ -126,5 +127,5 @@ def _load(text: str, filename: str, files: dict, stack: list, bundle: dict) -> N
                            item.loc.end_col, help="import paths are relative to the importing spec")
             attach_source([d], {filename: text})
             raise UserError(d)
-        source = bundle[target] if target in bundle else Path(target).read_text()
+        source = bundle[target] if target in bundle else read_text(target, "spec")
         _load(source, target, files, stack + [filename], bundle)
