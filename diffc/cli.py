@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from diffc.errors import UserError
+from diffc.errors import UserError, did_you_mean
 
 # name -> "module:function"; each module defines a click command.
 COMMANDS = {
@@ -40,6 +40,14 @@ class LazyGroup(click.Group):
             if exc.name == module:
                 return None
             raise
+
+    def resolve_command(self, ctx, args):
+        """An unknown command name is a usage error (exit 2) that suggests the closest one (difflib)."""
+        if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
+            hint = did_you_mean(args[0], self.list_commands(ctx))
+            raise click.UsageError(f"no such command '{args[0]}'" + (f"; {hint}" if hint else "")
+                                   + f"\ncommands: {', '.join(self.list_commands(ctx))}", ctx)
+        return super().resolve_command(ctx, args)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
