@@ -73,3 +73,96 @@ def test_oversized_spec_is_refused_before_reading(tmp_path, capsys):
         handle.truncate(64 * 1024 * 1024)          # sparse: no disk used
     code, out, err = run_main(["check", spec], capsys)
     assert code == 2 and "this spec is 67,108,864 bytes; a spec is at most 4,194,304" in err
+
+
+# ---- confined imports ----------------------------------------------------------------------------
+def _spec_importing(folder, target, name="main.diffspec"):
+    spec = folder / name
+    spec.write_text(f'import "{target}"\n' + TINY.replace("diffspec 1\n", ""))
+    return spec
+
+
+def test_import_escaping_the_folder_is_refused_without_reading_it(tmp_path, capsys):
+    (tmp_path / "secret.diffspec").write_text("SECRET LINE\n")
+    (tmp_path / "proj").mkdir()
+    spec = _spec_importing(tmp_path / "proj", "../secret.diffspec")
+    code, out, err = run_main(["check", spec], capsys)
+    assert code == 2
+    assert "main.diffspec:1:1: error: import '../secret.diffspec' leaves the spec's folder" in err
+    assert "SECRET" not in err
+
+
+def test_import_of_a_system_file_never_prints_its_lines(tmp_path, capsys):
+    spec = _spec_importing(tmp_path, "../../../../../../../../etc/passwd")
+    code, out, err = run_main(["check", spec], capsys)
+    assert code == 2 and "leaves the spec's folder" in err and "root:" not in err
+    spec = _spec_importing(tmp_path, "/etc/passwd")
+    code, out, err = run_main(["check", spec], capsys)
+    assert code == 2 and "'/etc/passwd' is absolute" in err and "root:" not in err
+
+
+def test_import_of_a_file_that_is_not_a_spec_is_refused_before_reading(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("private notes\n")
+    spec = _spec_importing(tmp_path, "notes.txt")
+    code, out, err = run_main(["check", spec], capsys)
+    assert code == 2 and "an import names a .diffspec file; 'notes.txt' is not one" in err
+    assert "private notes" not in err
+
+
+def test_symlink_out_of_the_folder_is_refused(tmp_path, capsys):
+    outside = tmp_path / "outside.diffspec"
+    outside.write_text("block id(x) { return x }\n")
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "link.diffspec").symlink_to(outside)
+    spec = _spec_importing(tmp_path / "proj", "link.diffspec")
+    code, out, err = run_main(["check", spec], capsys)
+    assert code == 2 and "'link.diffspec' is a symbolic link to a file outside the spec's folder" in err
+
+
+def test_self_import_through_dotdot_is_a_cycle_not_a_runaway(tmp_path, capsys):
+    (tmp_path / "g").mkdir()
+    spec = _spec_importing(tmp_path / "g", "../g/self.diffspec", name="self.diffspec")
+    code, out, err = run_main(["check", spec], capsys)
+    assert code == 2 and "self.diffspec:1:1: error: import cycle: self.diffspec -> self.diffspec" in err
+
+
+def test_import_chains_are_bounded(tmp_path, capsys):
+    for i in range(40):
+        (tmp_path / f"f{i}.diffspec").write_text(f'import "f{i + 1}.diffspec"\n')
+    (tmp_path / "f40.diffspec").write_text("")
+    code, out, err = run_main(["check", tmp_path / "f0.diffspec"], capsys)
+    assert code == 2 and "imports nest too deep or too wide (at most 32 levels" in err
+
+
+def test_imports_fall_back_to_the_shipped_library_and_bundle(tmp_path):
+    from diffc.compiler.program import load_program, load_text
+    spec = tmp_path / "mine.diffspec"
+    spec.write_text('import "lib/edm2.diffspec"\nmodel Mine = EDM2(resolution = 16, img_channels = 1, channels = 32, '
+                    'mult = [1, 2, 2], blocks = 2, attn_res = [8, 4], classes = 10, channels_per_head = 32)\n')
+    assert compile_spec(spec, "Mine").graph.number_of_nodes() > 10
+    program = load_program(spec)
+    again = load_text(program.text())                  # as a checkpoint stores it: no disk read
+    assert again.digest() == program.digest()
+
+
+def test_spec_from_a_checkpoint_never_reads_local_files(tmp_path, monkeypatch):
+    from diffc.compiler.program import load_text
+    from diffc.errors import UserError
+    (tmp_path / "local.diffspec").write_text("block id(x) { return x }\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as err:
+        load_text('import "local.diffspec"\n', "local_user.diffspec")
+    d = err.value.diagnostics[0]
+    assert (d.file, d.line, d.col) == ("local_user.diffspec", 1, 1)
+    assert "'local.diffspec' was not stored with this spec" in d.message
+
+
+def test_checkpoint_rebuild_goes_through_the_no_disk_loader(tmp_path, monkeypatch):
+    from diffc.errors import UserError
+    from diffc.training.checkpoint import rebuild_model
+    (tmp_path / "local.diffspec").write_text("block id(x) { return x }\n")
+    monkeypatch.chdir(tmp_path)
+    hostile = {"spec_text": 'import "local.diffspec"\n' + TINY.replace("diffspec 1\n", ""),
+               "spec_path": "local_user.diffspec", "model_name": "Net"}
+    with pytest.raises(UserError, match="'local.diffspec' was not stored with this spec"):
+        rebuild_model(hostile, device="meta")

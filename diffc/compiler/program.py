@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import attrs
 
+from diffc.compiler.imports import ImportLoader, spec_roots
 from diffc.dsl import ast as A
 from diffc.dsl.parser import parse
 from diffc.errors import Diagnostic, UserError, attach_source, did_you_mean
@@ -56,18 +58,27 @@ class Program:
 
 
 def load_program(path: str | Path) -> Program:
+    """A spec file and its imports, confined to the spec's folder and the shipped library (imports.py)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"spec file not found: {path}", help="pass the path of a .diffspec file")
-    return load_text(read_text(path, "spec"), str(path))
+    loader = ImportLoader(_parse_file, spec_roots(path), {})
+    loader.load(read_text(path, "spec"), str(path))
+    return _program(loader.files, str(path))
 
 
 def load_text(text: str, filename: str = "<spec>") -> Program:
-    files: dict[str, A.File] = {}
+    """A spec from text alone (e.g. stored in a checkpoint): imports come only from a bundle written by
+    Program.text(), never from the disk."""
     bundle = split_bundle(text)
     if bundle:
         filename, text = next(iter(bundle.items()))
-    _load(text, filename, files, stack=[], bundle=bundle)
+    loader = ImportLoader(_parse_file, None, bundle)
+    loader.load(text, filename)
+    return _program(loader.files, filename)
+
+
+def _program(files: dict, filename: str) -> Program:
     entry = files[filename]
     blocks, models, diags = {}, {}, []
     for f in files.values():
@@ -84,6 +95,10 @@ def load_text(text: str, filename: str = "<spec>") -> Program:
     if default is not None and default.name not in models:
         diags.append(Diagnostic(f"default model '{default.name}' is not defined", entry.path, default.loc.line,
                                 default.loc.col, default.loc.end_col, help=did_you_mean(default.name, models)))
+    if recipe is not None and (os.path.isabs(recipe.path) or not recipe.path.endswith((".yaml", ".yml"))):
+        diags.append(Diagnostic(f"a recipe is a .yaml file named relative to the spec; got '{recipe.path}'",
+                                entry.path, recipe.loc.line, recipe.loc.col, recipe.loc.single_line_end(),
+                                help='e.g. recipe "../recipes/dit_digits.yaml"'))
     if diags:
         attach_source(diags, {p: f.source for p, f in files.items()})
         raise UserError(diags)
@@ -102,30 +117,11 @@ def split_bundle(text: str) -> dict[str, str]:
     return files
 
 
-def _load(text: str, filename: str, files: dict, stack: list, bundle: dict) -> None:
+def _parse_file(text: str, filename: str) -> A.File:
     tree = parse(text, filename)
     if tree.version is not None and tree.version not in SUPPORTED_VERSIONS:
         d = Diagnostic(f"diffspec version {tree.version} is not supported (this diffc reads version 1)",
                        filename, 1, 1, len("diffspec") + 1, help="write `diffspec 1` on the first line")
         attach_source([d], {filename: text})
         raise UserError(d)
-    files[filename] = tree
-    for item in tree.items:
-        if not isinstance(item, A.Import):
-            continue
-        target = str((Path(filename).parent / item.path))
-        if target in stack + [filename]:
-            cycle = " -> ".join(Path(p).name for p in stack + [filename, target])
-            d = Diagnostic(f"import cycle: {cycle}", filename, item.loc.line, item.loc.col, item.loc.end_col,
-                           help="move the shared blocks into a third file that both import")
-            attach_source([d], {filename: text})
-            raise UserError(d)
-        if target in files:
-            continue
-        if target not in bundle and not Path(target).is_file():
-            d = Diagnostic(f"imported file not found: {target}", filename, item.loc.line, item.loc.col,
-                           item.loc.end_col, help="import paths are relative to the importing spec")
-            attach_source([d], {filename: text})
-            raise UserError(d)
-        source = bundle[target] if target in bundle else read_text(target, "spec")
-        _load(source, target, files, stack + [filename], bundle)
+    return tree
