@@ -38,7 +38,7 @@ def run_point(method, seed, images, args, results):
     from diffc.compiler import build_model
     from diffc.evaluation.evaluate import evaluate_bundle
     from diffc.sampling.generate import SamplerConfig
-    from diffc.training.checkpoint import load_for_inference
+    from diffc.checkpoints import load_for_inference
     from diffc.training.loop import train
     from diffc.training.recipe_loader import parse_recipe
     spec, model, recipe_path = METHODS[method]

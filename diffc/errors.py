@@ -73,6 +73,16 @@ class UserError(Exception):
         return "\n\n".join(d.render() for d in self.diagnostics)
 
 
+class SpecError(UserError):
+    """A mistake in a .diffspec file, located at a source span."""
+
+
+def fail(message: str, loc, help: str | None = None, notes=()) -> SpecError:
+    """SpecError at `loc` (a diffc.dsl.ast.Loc: file, line, col and `single_line_end()`), ready to raise."""
+    return SpecError(Diagnostic(message, loc.file, loc.line, loc.col, loc.single_line_end(), help=help,
+                                notes=list(notes)))
+
+
 def attach_source(diags: Iterable[Diagnostic], sources: dict[str, str]) -> None:
     """Fill `source_line` from the text of each diagnostic's file."""
     for d in diags:

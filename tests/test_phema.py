@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffc.errors import UserError
-from diffc.phema import (PowerEMA, exp_to_std, power_function_correlation, reconstruct, solve_posthoc_coefficients,
+from diffc.training.phema import (PowerEMA, exp_to_std, power_function_correlation, reconstruct, solve_posthoc_coefficients,
                          std_to_exp, write_reconstruction)
 from diffc.training.ema import ClassicEMA
 

@@ -12,9 +12,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from train_toy import install_toy_builder, toy_built  # noqa: E402
 
+from diffc import checkpoints as ckpt
 from diffc.cli import main
 from diffc.errors import UserError
-from diffc.training import checkpoint as ckpt
 from diffc.training.loop import train
 from diffc.training.optim import prepare_gradients
 from diffc.training.recipe_loader import parse_recipe
@@ -98,18 +98,18 @@ KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from train_toy import toy_built
-from diffc.training import checkpoint
+from diffc import checkpoints
 from diffc.training.loop import train
 from diffc.training.recipe_loader import parse_recipe
 r = parse_recipe({recipe!r}, "t.yaml")
 train(toy_built(), r, {run!r}, stop_at=16, progress=False)
-real_save = checkpoint.torch.save
+real_save = checkpoints.torch.save
 def dying_save(obj, handle):
     real_save(obj, handle)
     handle.flush()
     handle.truncate(handle.tell() // 2)          # half-written, then the process dies
     os.kill(os.getpid(), signal.SIGKILL)
-checkpoint.torch.save = dying_save
+checkpoints.torch.save = dying_save
 train(toy_built(), r, {run!r}, progress=False)
 """
 

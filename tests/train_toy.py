@@ -71,6 +71,6 @@ def toy_built(seed=0, **kwargs) -> ToyBuilt:
 
 
 def install_toy_builder(monkeypatch, **kwargs):
-    """Make checkpoint.rebuild_model produce the toy model (the embedded spec text is the toy's)."""
-    from diffc.training import checkpoint
-    monkeypatch.setattr(checkpoint, "rebuild_model", lambda data, device="cpu": toy_built(**kwargs))
+    """Make checkpoints.rebuild_model produce the toy model (the embedded spec text is the toy's)."""
+    from diffc import checkpoints
+    monkeypatch.setattr(checkpoints, "rebuild_model", lambda data, device="cpu": toy_built(**kwargs))

@@ -19,7 +19,7 @@ Example:
 def ema(run_dir, sigma_rels, nimg, out, metric, samples, reference):
     """Reconstruct power-function EMA profiles from RUN/phema snapshots (EDM2 post-hoc EMA), and
     optionally sweep them with a metric to pick the EMA length."""
-    from diffc.phema import write_reconstruction
+    from diffc.training.phema import write_reconstruction
     path = write_reconstruction(run_dir, sigma_rels, out, nimg)
     names = [f"phema-{s:.3f}" for s in sigma_rels]
     click.echo(f"wrote {path} with EMA profiles {', '.join(names)}")

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import attrs
 
-from diffc.compiler.evaluate import fail
 from diffc.compiler.ir import AnnotationUse, Region
 from diffc.dsl import ast as A
-from diffc.errors import did_you_mean
+from diffc.errors import did_you_mean, fail
 from diffc.registry import REGISTRY, Link
 from diffc.registry.values import ValueTypeError, coerce
 

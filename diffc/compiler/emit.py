@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffc.compiler.evaluate import fail
 from diffc.compiler.ir import nodes_in_order
 from diffc.compiler.runtime import RunContext, make_context, route_rows, route_table, stage_index
+from diffc.errors import fail
 from diffc.registry import REGISTRY
 
 

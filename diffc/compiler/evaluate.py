@@ -12,7 +12,7 @@ import attrs
 
 from diffc.compiler.ir import Wire
 from diffc.dsl import ast as A
-from diffc.errors import Diagnostic, UserError, did_you_mean
+from diffc.errors import did_you_mean, fail
 from diffc.registry import REGISTRY
 from diffc.registry.core import format_value, type_name
 from diffc.registry.values import ValueTypeError, coerce, describe
@@ -21,15 +21,6 @@ BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator
           "//": operator.floordiv, "%": operator.mod, "**": operator.pow, "==": operator.eq,
           "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 WIRE_OPS = {"+": "add", "*": "mul"}
-
-
-class SpecError(UserError):
-    pass
-
-
-def fail(message: str, loc: A.Loc, help: str | None = None, notes=()) -> SpecError:
-    return SpecError(Diagnostic(message, loc.file, loc.line, loc.col, loc.single_line_end(), help=help,
-                                notes=list(notes)))
 
 
 def _logsnr(value):

@@ -1,9 +1,8 @@
 """Model input declarations: `input x: sample[C, H, W]`, `input t: timestep[1000]`, `input y: label[N]` ..."""
 from __future__ import annotations
 
-from diffc.compiler.evaluate import fail
 from diffc.compiler.ir import InputIR
-from diffc.errors import did_you_mean
+from diffc.errors import did_you_mean, fail
 from diffc.interface import COND_KINDS
 
 # kind -> (number of positional dims, allowed options with defaults)

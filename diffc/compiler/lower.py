@@ -1,11 +1,11 @@
 """The lowering pipeline: each method annotation is a pass that rewrites or marks the IR."""
 from __future__ import annotations
 
-from diffc.compiler.evaluate import fail
 from diffc.compiler.ir import Wire
 from diffc.compiler.lower_mp import lower_mp
 from diffc.compiler.lower_route import lower_route
 from diffc.compiler.lower_sync import lower_sync
+from diffc.errors import fail
 
 
 def lower_taps(graph) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import attrs
 
-from diffc.compiler.evaluate import fail
 from diffc.compiler.ir import nodes_in_order
+from diffc.errors import fail
 from diffc.registry import REGISTRY
 
 

@@ -5,8 +5,8 @@ Every routable block under a @route (DiT blocks, U-Net residual blocks; attentio
 """
 from __future__ import annotations
 
-from diffc.compiler.evaluate import fail
 from diffc.compiler.ir import nodes_in_order
+from diffc.errors import fail
 from diffc.registry import REGISTRY
 from diffc.registry.shapes import channels
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from diffc.compiler.evaluate import fail
 from diffc.compiler.ir import Wire
-from diffc.errors import did_you_mean
+from diffc.errors import did_you_mean, fail
 from diffc.registry.shapes import fmt
 
 

@@ -11,12 +11,12 @@ import contextlib
 
 
 from diffc.compiler.annotations import AnnotationBinder
-from diffc.compiler.evaluate import Evaluator, fail
+from diffc.compiler.evaluate import Evaluator
 from diffc.compiler.inputs import make_input
 from diffc.compiler.ir import Frame, ModelIR, Node, Region, Wire, build_graph
 from diffc.compiler.program import Program
 from diffc.dsl import ast as A
-from diffc.errors import did_you_mean
+from diffc.errors import did_you_mean, fail
 from diffc.registry import REGISTRY
 from diffc.registry.core import format_value
 from diffc.registry.values import ValueTypeError, coerce

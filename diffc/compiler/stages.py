@@ -6,8 +6,8 @@ The region body runs once per stage on a copy of the scope, with `stage` (index,
 """
 from __future__ import annotations
 
-from diffc.compiler.evaluate import fail
 from diffc.compiler.ir import Frame, Node, Wire
+from diffc.errors import fail
 
 PAPER_BOUNDARIES = [-1.84, -4.0]   # CIFAR-10 VP-SDE clustering result, log-SNR (multistage.md, Sec. 4.2)
 

@@ -1,7 +1,7 @@
 """From a loaded model to images: sampler choice, guidance, per-sample seeds, streaming in batches.
 
 Works on any InferenceBundle-like object with `.module` (the compiled model), `.interface` and `.objective`
-(family "ddpm" | "edm" | "flow", see diffc.training.objectives). Thin adapters turn the objective into the
+(family "ddpm" | "edm" | "flow", see diffc.parameterizations). Thin adapters turn the objective into the
 `predict` / `denoise` / `velocity` closures the sampler functions take.
 """
 from __future__ import annotations
@@ -142,12 +142,12 @@ def generate(bundle, n: int, seed: int = 0, batch_size: int = 64, config: Sample
 
 
 def load_bundle(checkpoint, ema=None, device="cpu"):
-    """InferenceBundle from a checkpoint file or run directory (diffc.training.checkpoint.load_for_inference)."""
+    """InferenceBundle from a checkpoint file or run directory (diffc.checkpoints.load_for_inference)."""
     from pathlib import Path
     if not Path(checkpoint).exists():
         raise UserError(f"checkpoint not found: {checkpoint}", help="pass a checkpoint file or a run directory")
     try:
-        from diffc.training.checkpoint import load_for_inference
+        from diffc.checkpoints import load_for_inference
     except ImportError as exc:
         raise UserError(f"this diffc build cannot load checkpoints ({exc})") from None
     return load_for_inference(checkpoint, ema=ema, device=device)

@@ -14,15 +14,15 @@ from pathlib import Path
 import attrs
 import torch
 
+from diffc import checkpoints as ckpt
 from diffc.errors import UserError
-from diffc.phema import PowerEMA
-from diffc.training import checkpoint as ckpt
 from diffc.training.conditioning import build_cond, check_conditions
 from diffc.training.data import build_dataset, load_batch, sample_indices
 from diffc.training.ema import ClassicEMA
 from diffc.training.noise import build_noise_sampler
 from diffc.training.objectives import build_objective
 from diffc.training.optim import build_optimizer, learning_rate, prepare_gradients, set_learning_rate
+from diffc.training.phema import PowerEMA
 from diffc.training.preview import write_preview
 from diffc.training.recipe_loader import recipe_to_dict, recipe_to_yaml
 from diffc.training.runlog import RunLog

@@ -16,7 +16,7 @@ def write_preview(module, objective, n: int, steps: int, guidance: float, seed: 
     """A grid of n samples through diffc.sampling (seeds seed..seed+n-1, labels cycling 0..K-1)."""
     from diffc.sampling.generate import SamplerConfig, sample_images, to_uint8
     from diffc.sampling.images import grid_image
-    from diffc.training.checkpoint import InferenceBundle
+    from diffc.checkpoints import InferenceBundle
     interface = objective.interface
     label = next((c for c in interface.conditions if c.kind == "label"), None)
     labels = [i % label.classes for i in range(n)] if label is not None else None

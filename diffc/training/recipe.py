@@ -10,6 +10,8 @@ import re
 
 import attrs
 
+from diffc.parameterizations import ObjectiveConfig
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|k|M|G)?\s*(steps?|img|images)?\s*$")
 _SCALE = {None: 1, "Ki": 1024, "Mi": 1024 ** 2, "Gi": 1024 ** 3, "k": 1000, "M": 1000 ** 2, "G": 1000 ** 3}
 
@@ -59,15 +61,6 @@ class DataConfig:
     hflip: float = attrs.field(default=0.0, metadata={"range": (0.0, 1.0)})        # probability, recorded as control
     crop_scale: float = attrs.field(default=1.0, metadata={"range": (0.05, 1.0)})  # min random-crop area fraction
     latent_scale: float = 1.0                 # multiplies precomputed latents (e.g. 0.18215)
-
-
-@attrs.define
-class ObjectiveConfig:
-    kind: str = attrs.field(default="ddpm_eps", metadata=_choice("ddpm_eps", "ddpm_v", "edm2", "flow"))
-    learned_variance: bool | None = None      # None: on when the model outputs 2*C channels (DiT learn_sigma)
-    vb_weight: float = 1.0                    # weight of the IDDPM variational term with learned variance
-    sigma_data: float = attrs.field(default=0.5, metadata={"min": 1e-6})
-    shift: float = attrs.field(default=1.0, metadata={"min": 1e-6})  # resolution shift r: log-SNR - 2 ln r
 
 
 @attrs.define
@@ -163,7 +156,7 @@ class Recipe:
     seed: int = 0
 
 
-for _cls in (DataConfig, ObjectiveConfig, WeightingConfig, NoiseConfig, OptimizerConfig, LRConfig, EMAConfig,
+for _cls in (DataConfig, WeightingConfig, NoiseConfig, OptimizerConfig, LRConfig, EMAConfig,
              CheckpointConfig, SampleConfig, ConditioningConfig, LogConfig, Recipe):
     attrs.resolve_types(_cls, globals())
 

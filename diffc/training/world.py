@@ -66,7 +66,7 @@ def _grid_resize(table: torch.Tensor, new_shape) -> torch.Tensor:
 def init_from_checkpoint(module: torch.nn.Module, path, recipe, interface):
     """Load weights from a checkpoint at another resolution: learned position tables resized, frozen ones rebuilt,
     and the noise schedule shifted by r = new / old resolution unless the recipe sets objective.shift."""
-    from diffc.training import checkpoint as ckpt
+    from diffc import checkpoints as ckpt
     file = ckpt.resolve_checkpoint(path)
     data = ckpt.load_checkpoint(file)
     source = ckpt.clean_state_dict(data["model"])

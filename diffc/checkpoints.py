@@ -1,5 +1,8 @@
 """Checkpoints: atomic writes, keep-last-N, latest lookup, and loading for inference.
 
+Training writes checkpoints and sampling, evaluation and `diffc ema` read them, so the format lives here,
+below both: this module imports neither diffc.training nor diffc.sampling.
+
 A checkpoint is one plain dict per file, `RUN/training-state-{nimg:012d}.pt`, loadable with
 `torch.load(..., weights_only=True)`: tensors, numbers, strings, lists and dicts only (spec and recipe as text).
 """
@@ -13,6 +16,7 @@ import torch
 
 from diffc.errors import UserError
 from diffc.files import atomic_write
+from diffc.parameterizations import build_parameterization
 
 CHECKPOINT_FORMAT = "diffc-checkpoint-1"
 _NAME = re.compile(r"^training-state-(\d{12})\.pt$")
@@ -110,10 +114,8 @@ def _profile_name(ema: str, profiles: dict) -> str:
 
 
 def load_for_inference(path, ema: str | None = None, device="cpu") -> InferenceBundle:
-    """Model in eval mode with the weights of EMA profile `ema` (None: raw weights), its objective and recipe."""
-    from diffc.training.objectives import build_objective
-    from diffc.training.recipe import ObjectiveConfig
-    from diffc.training.recipe_loader import converter
+    """Model in eval mode with the weights of EMA profile `ema` (None: raw weights), its parameterisation
+    (diffc.parameterizations, what the samplers need of the training objective) and recipe."""
     file = resolve_checkpoint(path)
     data = load_checkpoint(file)
     if ema is None:
@@ -129,8 +131,7 @@ def load_for_inference(path, ema: str | None = None, device="cpu") -> InferenceB
     module = built.module
     module.load_state_dict(clean_state_dict(weights))
     module.to(device).eval().requires_grad_(False)
-    objective_cfg = converter.structure(data["recipe"]["objective"], ObjectiveConfig)
+    objective = build_parameterization(data["recipe"]["objective"], built.interface, str(file))
     info = {"nimg": data.get("nimg"), "ema": ema, "spec_hash": data.get("spec_hash"), "path": str(file),
             "model_name": data.get("model_name")}
-    return InferenceBundle(module, built.interface, build_objective(objective_cfg, built.interface),
-                           data["recipe"], info)
+    return InferenceBundle(module, built.interface, objective, data["recipe"], info)

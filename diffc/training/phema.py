@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffc.checkpoints import CHECKPOINT_FORMAT, atomic_save
 from diffc.errors import UserError
 from diffc.training.ema import EMAProfiles, copy_state, lerp_state
 
@@ -79,7 +80,6 @@ class PowerEMA(EMAProfiles):
 
     def save_snapshots(self, run_dir, nimg: int, meta: dict) -> list[Path]:
         """Write RUN/phema/phema-{nimg:012d}-{std:.3f}.pt for every profile (atomic, rank 0 only)."""
-        from diffc.training.checkpoint import atomic_save
         folder = Path(run_dir) / "phema"
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
@@ -152,7 +152,6 @@ def reconstruct(run_dir, sigma_rels, nimg: int | None = None, with_meta: bool = 
 
 def write_reconstruction(run_dir, sigma_rels, out_path=None, nimg=None) -> Path:
     """Reconstruct profiles and write them as one checkpoint (profiles `phema-{std:.3f}`) for load_for_inference."""
-    from diffc.training.checkpoint import CHECKPOINT_FORMAT, atomic_save
     pairs, meta = reconstruct(run_dir, sigma_rels, nimg, with_meta=True)
     out_path = Path(out_path) if out_path else Path(run_dir) / f"phema-{meta['nimg']:012d}.pt"
     emas = {f"phema-{std:.3f}": state for std, state in pairs}
