@@ -12,7 +12,8 @@ PACKAGE_DIRS = {"diffc": ROOT / "diffc", "diffc.dsl": ROOT / "dsl", "diffc.regis
                 "diffc.blocks": ROOT / "blocks"}
 # (layer, module prefixes), lowest first; a module may import its own layer or any lower one
 LAYERS = [
-    ("foundation", ["diffc", "diffc.errors", "diffc.files", "diffc.interface", "diffc.schedules", "diffc.weights"]),
+    ("foundation", ["diffc", "diffc.errors", "diffc.files", "diffc.interface", "diffc.schedules", "diffc.text",
+                    "diffc.weights"]),
     ("language", ["diffc.dsl"]),
     ("registry", ["diffc.registry", "diffc.blocks"]),
     ("compiler", ["diffc.compiler", "diffc.graph", "diffc.methods"]),
@@ -59,7 +60,7 @@ def layer_of(module: str) -> int:
     best = None
     for rank, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if module == prefix or module.startswith(prefix + "."):
+            if module == prefix or (prefix != "diffc" and module.startswith(prefix + ".")):
                 if best is None or len(prefix) > best[1]:
                     best = (rank, len(prefix))
     assert best is not None, f"{module} is in no layer: add it to LAYERS in {__file__}"
