@@ -22,6 +22,8 @@ COMMANDS = {
     "stages": "diffc.commands.stages:stages",
     "import-weights": "diffc.commands.language:import_weights",
     "study": "diffc.commands.study:study",
+    "encode": "diffc.commands.encode:encode",
+    "decode": "diffc.commands.encode:decode",
 }
 
 
