@@ -17,7 +17,8 @@ LAYERS = [
     ("language", ["diffc.dsl"]),
     ("registry", ["diffc.registry", "diffc.blocks"]),
     ("compiler", ["diffc.compiler", "diffc.graph", "diffc.methods"]),
-    ("shared runtime", ["diffc.checkpoints", "diffc.parameterizations", "diffc.stages_clustering"]),
+    ("shared runtime", ["diffc.checkpoints", "diffc.parameterizations", "diffc.stages_clustering", "diffc.autoencoder",
+                        "diffc.latent_file", "diffc.encoding"]),
     ("runtime", ["diffc.training", "diffc.sampling", "diffc.evaluation"]),
     ("commands", ["diffc.commands", "diffc.cli", "diffc.__main__"]),
 ]
