@@ -11,6 +11,8 @@ from typing import Iterable, Sequence
 
 import attrs
 
+MAX_SHOWN = 160      # characters of a source line shown under a diagnostic
+
 
 @attrs.define
 class Diagnostic:
@@ -39,10 +41,15 @@ class Diagnostic:
             gutter = str(self.line)
             pad = " " * len(gutter)
             out.append(f"{pad} |")
-            out.append(f"{gutter} | {self.source_line.rstrip()}")
+            line, col = self.source_line.rstrip(), self.col or 1
+            if len(line) > MAX_SHOWN:          # a very long line: show a window around the column
+                start = max(0, col - 1 - MAX_SHOWN // 3)
+                line = ("..." if start else "") + line[start:start + MAX_SHOWN] + "..."
+                col = col - start + (3 if start else 0)
+            out.append(f"{gutter} | {line}")
             if self.col is not None:
-                width = max(1, (self.end_col or self.col + 1) - self.col)
-                out.append(f"{pad} | {' ' * (self.col - 1)}{'^' * width}")
+                width = min(max(1, (self.end_col or self.col + 1) - self.col), MAX_SHOWN)
+                out.append(f"{pad} | {' ' * (col - 1)}{'^' * width}")
         for note in self.notes:
             out.append(f"{' ' * len(str(self.line or ''))} = note: {note}")
         if self.help:

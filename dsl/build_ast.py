@@ -6,7 +6,7 @@ from lark import Token, Transformer, Tree, v_args
 from diffc.dsl import ast as A
 
 
-def _unquote(tok: str) -> str:
+def unquote(tok: str) -> str:
     return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
 
 
@@ -37,10 +37,10 @@ class AstBuilder(Transformer):
         return int(children[0])
 
     def import_stmt(self, meta, children):
-        return A.Import(_unquote(children[0]), self.loc(meta))
+        return A.Import(unquote(children[0]), self.loc(meta))
 
     def recipe_stmt(self, meta, children):
-        return A.RecipeRef(_unquote(children[0]), self.loc(meta))
+        return A.RecipeRef(unquote(children[0]), self.loc(meta))
 
     def default_stmt(self, meta, children):
         return A.DefaultModel(str(children[0]), self.tloc(children[0]))
@@ -134,7 +134,7 @@ class AstBuilder(Transformer):
 
     def node_name(self, meta, children):
         if len(children) == 1 and isinstance(children[0], Token) and children[0].type == "STRING":
-            return A.Str(self.tloc(children[0]), _unquote(children[0]))
+            return A.Str(self.tloc(children[0]), unquote(children[0]))
         return A.Str(self.loc(meta), ".".join(str(c) for c in children))
 
     def repeat_stmt(self, meta, children):
@@ -232,7 +232,7 @@ class AstBuilder(Transformer):
         return A.Num(self.loc(meta), value, text)
 
     def string(self, meta, c):
-        return A.Str(self.loc(meta), _unquote(c[0]))
+        return A.Str(self.loc(meta), unquote(c[0]))
 
     def true(self, meta, c):
         return A.Const(self.loc(meta), True)

@@ -7,15 +7,19 @@ skip the token; all errors of a file are reported in one run.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from importlib import resources
 
-from lark import Lark, Token, UnexpectedCharacters, UnexpectedInput
+from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedInput
 
-from diffc.dsl.build_ast import AstBuilder
+from diffc.dsl.build_ast import AstBuilder, unquote
 from diffc.errors import Diagnostic, UserError, attach_source
 
 MAX_ERRORS = 12
+MAX_NESTING = 150          # parse-tree levels: brackets, operator chains, nested blocks (keeps recursion bounded)
+MAX_NUMBER_CHARS = 320
+ANCHORS = {"stmt", "param", "kwarg", "annotation", "overlay_item", "preset_def"}     # a number literal's characters (1e308 is the largest float)
 FRIENDLY = {"NAME": "a name", "NUMBER": "a number", "INT": "an integer", "STRING": "a string",
             "$END": "end of file", "ARROW": "'->'", "CMP_OP": "a comparison", "ADD_OP": "'+' or '-'",
             "MUL_OP": "'*', '/', '//' or '%'", "STAR": "'*'"}
@@ -121,7 +125,49 @@ def parse(text: str, filename: str = "<spec>"):
         raise UserError(_dedupe(diags))
     if tree is None:        # an empty (or whitespace-only) file
         tree = _parser().parse(text)
+    _check_limits(tree, filename, text)
     return AstBuilder(filename, text, comments).build(tree)
+
+
+def _check_limits(tree: Tree, filename: str, text: str) -> None:
+    """Nesting depth and literal sizes, checked without recursion before the tree is transformed."""
+    def error(message, line, col, end_col, help):
+        d = Diagnostic(message, filename, line, col, end_col, help=help)
+        attach_source([d], {filename: text})
+        return UserError(d)
+
+    stack = [(tree, 1, None)]
+    while stack:
+        node, depth, anchor = stack.pop()
+        if anchor is None and node.data in ANCHORS:
+            anchor = node                  # errors point at the outermost statement or argument
+        if depth > MAX_NESTING:
+            meta = (anchor or node).meta
+            raise error(f"this nests too deeply: more than {MAX_NESTING} levels of brackets, operators or blocks",
+                        meta.line, meta.column, meta.column + 1,
+                        "split it into named steps (`a = ...` then `b = a + ...`) or use a loop")
+        for child in node.children:
+            if isinstance(child, Tree):
+                stack.append((child, depth + 1, anchor))
+            elif isinstance(child, Token):
+                _check_token(child, error)
+
+
+def _check_token(tok: Token, error) -> None:
+    end = tok.column + len(tok) if tok.end_line == tok.line else tok.column + 1
+    if tok.type in ("NUMBER", "INT"):
+        if len(tok) > MAX_NUMBER_CHARS:
+            raise error(f"this number has {len(tok):,} characters; numbers have at most {MAX_NUMBER_CHARS}",
+                        tok.line, tok.column, tok.column + 1, "write large numbers as powers, e.g. 10 ** 6")
+        if tok.type == "NUMBER" and not str(tok).isdigit() and math.isinf(float(tok)):
+            raise error(f"{tok} is too large for a floating-point number (at most about 1.8e308)",
+                        tok.line, tok.column, end, None)
+    elif tok.type == "STRING":
+        try:
+            unquote(tok)
+        except UnicodeDecodeError as exc:
+            raise error(f"invalid escape in this string: {exc.reason}", tok.line, tok.column, end,
+                        'escapes are \\\\, \\", \\n, \\t and \\uXXXX') from None
 
 
 def _line_start(text: str, line: int) -> int:

@@ -166,3 +166,40 @@ def test_checkpoint_rebuild_goes_through_the_no_disk_loader(tmp_path, monkeypatc
                "spec_path": "local_user.diffspec", "model_name": "Net"}
     with pytest.raises(UserError, match="'local.diffspec' was not stored with this spec"):
         rebuild_model(hostile, device="meta")
+
+
+# ---- bounded parsing and evaluation --------------------------------------------------------------
+def _with_statement(stmt):
+    return TINY.replace("  blocks: repeat", f"  {stmt}\n  blocks: repeat")
+
+
+def check_text(tmp_path, capsys, text):
+    spec = tmp_path / "case.diffspec"
+    spec.write_text(text)
+    return run_main(["check", spec], capsys)
+
+
+@pytest.mark.parametrize("stmt", [
+    " + ".join(["1"] * 50_000),                                   # a 50,000-term sum
+    "if true { " * 2_000 + "s = 1" + " }" * 2_000,                # 2,000 nested ifs
+    "s = " + "[" * 5_000 + "]" * 5_000,                           # deep lists
+    "s = " + "-" * 5_000 + "1",
+    "s = " + "true ? 1 : " * 3_000 + "2",
+    "s = " + "2 ** " * 3_000 + "2",
+], ids=["sum", "nested-ifs", "deep-list", "negations", "ternaries", "powers"])
+def test_deep_nesting_is_a_located_error(tmp_path, capsys, stmt):
+    stmt = stmt if stmt.startswith(("s =", "if")) else "s = " + stmt
+    code, out, err = check_text(tmp_path, capsys, _with_statement(stmt))
+    assert code == 2
+    assert "case.diffspec:7:3: error: this nests too deeply: more than 150 levels" in err
+    assert "split it into named steps" in err
+    assert max(len(line) for line in err.splitlines()) < 250     # the long line is shown as a window
+
+
+def test_huge_literals_are_located_errors(tmp_path, capsys):
+    code, out, err = check_text(tmp_path, capsys, _with_statement("s = " + "7" * 100_000))
+    assert code == 2 and "case.diffspec:7:7: error: this number has 100,000 characters; numbers have at most 320" in err
+    code, out, err = check_text(tmp_path, capsys, _with_statement("s = 1e999"))
+    assert code == 2 and "case.diffspec:7:7: error: 1e999 is too large for a floating-point number" in err
+    code, out, err = check_text(tmp_path, capsys, _with_statement('s = "bad \\x escape"'))
+    assert code == 2 and "case.diffspec:7:7: error: invalid escape in this string: truncated \\xXX escape" in err
