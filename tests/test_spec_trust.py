@@ -159,7 +159,7 @@ def test_spec_from_a_checkpoint_never_reads_local_files(tmp_path, monkeypatch):
 
 def test_checkpoint_rebuild_goes_through_the_no_disk_loader(tmp_path, monkeypatch):
     from diffc.errors import UserError
-    from diffc.training.checkpoint import rebuild_model
+    from diffc.checkpoints import rebuild_model
     (tmp_path / "local.diffspec").write_text("block id(x) { return x }\n")
     monkeypatch.chdir(tmp_path)
     hostile = {"spec_text": 'import "local.diffspec"\n' + TINY.replace("diffspec 1\n", ""),
