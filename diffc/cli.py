@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from diffc.errors import UserError, did_you_mean
+from diffc.errors import Interrupted, UserError, did_you_mean
 
 # name -> "module:function"; each module defines a click command.
 COMMANDS = {
@@ -66,6 +66,9 @@ def main(argv=None):
         fmt = "json" if _wants_json(argv) else "text"
         click.echo(err.render(fmt), err=fmt == "text")
         sys.exit(2)
+    except Interrupted as stop:             # a signal stopped a run after it saved its state
+        click.echo(str(stop), err=True)
+        sys.exit(stop.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -108,3 +108,13 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
         lowered = {c.lower(): c for c in cands}
         close = [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)]
     return f"did you mean '{close[0]}'?" if close else None
+
+
+class Interrupted(Exception):
+    """A run stopped by a signal after saving what it could; the CLI prints the message and exits 128 + signum
+    (130 for SIGINT / Ctrl-C, 143 for SIGTERM), the shell convention."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

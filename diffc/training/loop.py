@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import signal
 import time
 from pathlib import Path
 
@@ -15,20 +16,22 @@ import attrs
 import torch
 
 from diffc import checkpoints as ckpt
-from diffc.errors import UserError
+from diffc.errors import Interrupted, UserError
 from diffc.training.conditioning import build_cond, check_conditions
 from diffc.training.data import build_dataset, load_batch, sample_indices
 from diffc.training.ema import ClassicEMA
+from diffc.training.interrupt import StopSignals
 from diffc.training.noise import build_noise_sampler
 from diffc.training.objectives import build_objective
 from diffc.training.optim import build_optimizer, learning_rate, prepare_gradients, set_learning_rate
 from diffc.training.phema import PowerEMA
 from diffc.training.preview import write_preview
 from diffc.training.recipe_loader import recipe_to_dict, recipe_to_yaml
-from diffc.training.runlog import RunLog
+from diffc.training.runlog import RunLog, count_formatter
 from diffc.training.weightings import build_weighting
 from diffc.training.world import World, init_from_checkpoint
 
+_clock = time.monotonic            # wall clock of the checkpoint interval (tests substitute their own)
 UNCHECKED_ON_RESUME = ("duration", "log", "sample", "checkpoint")   # may change between sessions of a run
 
 
@@ -42,6 +45,10 @@ class TrainResult:
 
 def _crossed(before: int, after: int, every: int | None) -> bool:
     return bool(every) and before // every != after // every
+
+
+def _reached(before: int, after: int, point: int | None) -> bool:
+    return point is not None and before < point <= after
 
 
 def _seed(seed: int, nimg: int, chunk: int) -> int:
@@ -145,7 +152,12 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
     meta = {"spec_text": built.spec_text, "spec_hash": built.spec_hash, "spec_path": str(built.spec_path),
             "model_name": built.model_name, "recipe": recipe_dict, "recipe_text": recipe_text,
             "recipe_name": recipe_name}
-    log = RunLog(run_dir, world.rank == 0, recipe.log.tensorboard, progress, total, nimg)
+    count_text = count_formatter(recipe.duration, recipe.batch)
+    log = RunLog(run_dir, world.rank == 0, recipe.log.tensorboard, progress, total, nimg, count_text)
+    if existing:
+        log.say(f"resuming {run_dir} from {log.amount(nimg)} (checkpoint {existing[-1][1].name})")
+    else:
+        log.say(f"starting fresh in {run_dir}")
     if world.rank == 0:
         log.write_text("recipe.yaml", recipe_to_yaml(recipe))
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16) if bf16 \
@@ -159,60 +171,77 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
                  "scheduler": {"kind": recipe.lr.kind, "nimg": nimg}, "rng": {"torch": torch.get_rng_state()},
                  "nimg": nimg, "data_position": nimg, "nonfinite_steps": nonfinite, "world_size": world_size,
                  **meta}
-        return ckpt.save_checkpoint(run_dir, state, recipe.checkpoint.keep)
+        path = ckpt.save_checkpoint(run_dir, state, recipe.checkpoint.keep)
+        log.say(f"checkpoint {path} ({log.amount(nimg)})")
+        return path
 
-    while nimg < stop:
-        tic = time.perf_counter()
-        lr = learning_rate(recipe.lr, recipe.optimizer.lr, nimg, recipe.batch, total)
-        set_learning_rate(optimizer, lr)
-        optimizer.zero_grad(set_to_none=True)
-        step_logs = {}
-        for k in range(rounds):
-            chunk = k * world_size + world.rank
-            seed = _seed(recipe.seed, nimg, chunk)
-            data_gen = torch.Generator().manual_seed(seed)
-            noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
-            torch.manual_seed(seed + 2)          # any global-RNG use inside the model (dropout) is reproducible too
-            index = sample_indices(recipe.seed, nimg + chunk * batch_gpu, batch_gpu, len(dataset))
-            batch = load_batch(dataset, recipe.data, index, tuple(interface.sample_shape[1:]), data_gen)
-            cond = build_cond(interface, recipe.conditioning, batch, data_gen, device)
-            sync = model.no_sync() if world.ddp and k < rounds - 1 else contextlib.nullcontext()
-            with sync, autocast:
-                terms = objective.loss_terms(model, batch.images.to(device), cond, noise, noise_gen)
-                loss, logs = _combine(terms, weighting, interface.aux_losses, world_size / recipe.batch, 1 / rounds)
-            loss.backward()
-            for key, value in logs.items():
-                step_logs[key] = step_logs.get(key, 0.0) + value / rounds
-        take, finite, grad_norm = prepare_gradients(optimizer, recipe.optimizer.grad_clip, recipe.optimizer.nonfinite)
-        nonfinite += not finite
-        if take:
-            optimizer.step()
-        before, nimg = nimg, nimg + recipe.batch
-        if ema is not None:
-            ema.update(module, nimg, recipe.batch)
-        flush = _crossed(before, nimg, every(recipe.log.every)) or nimg >= stop
-        log.step(nimg, step_logs, {"lr": lr, "grad_norm": grad_norm, "nonfinite_steps": nonfinite},
-                 recipe.batch / (time.perf_counter() - tic), flush=flush)
-        if world.rank == 0 and isinstance(ema, PowerEMA) and _crossed(before, nimg, every(recipe.ema.snapshot_every)):
-            ema.save_snapshots(run_dir, nimg, meta)
-        if world.rank == 0 and (_crossed(before, nimg, every(recipe.sample.every)) or nimg >= total):
-            if sample_module is None:
-                sample_module = copy.deepcopy(module)
-            _write_samples(sample_module, module, ema, objective, recipe.sample, run_dir, nimg, device)
-        if _crossed(before, nimg, every(recipe.checkpoint.every)) or nimg >= stop:
-            if world.rank == 0:
-                last_path = save_state()
-            world.barrier()
-    log.close(finished=nimg >= total)
+    minutes, saved_at, stopping = recipe.checkpoint.minutes, _clock(), False
+    with StopSignals() as signals:
+        while nimg < stop and not stopping:
+            tic = time.perf_counter()
+            lr = learning_rate(recipe.lr, recipe.optimizer.lr, nimg, recipe.batch, total)
+            set_learning_rate(optimizer, lr)
+            optimizer.zero_grad(set_to_none=True)
+            step_logs = {"loss": 0.0}
+            for k in range(rounds):
+                chunk = k * world_size + world.rank
+                seed = _seed(recipe.seed, nimg, chunk)
+                data_gen = torch.Generator().manual_seed(seed)
+                noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+                torch.manual_seed(seed + 2)          # any global-RNG use inside the model (dropout) is reproducible too
+                index = sample_indices(recipe.seed, nimg + chunk * batch_gpu, batch_gpu, len(dataset))
+                batch = load_batch(dataset, recipe.data, index, tuple(interface.sample_shape[1:]), data_gen)
+                cond = build_cond(interface, recipe.conditioning, batch, data_gen, device)
+                sync = model.no_sync() if world.ddp and k < rounds - 1 else contextlib.nullcontext()
+                with sync, autocast:
+                    terms = objective.loss_terms(model, batch.images.to(device), cond, noise, noise_gen)
+                    loss, logs = _combine(terms, weighting, interface.aux_losses, world_size / recipe.batch,
+                                          1 / rounds)
+                loss.backward()
+                step_logs["loss"] += float(loss.detach())     # the micro-batch losses sum to the optimised loss
+                for key, value in logs.items():
+                    step_logs[key] = step_logs.get(key, 0.0) + value / rounds
+            take, finite, grad_norm = prepare_gradients(optimizer, recipe.optimizer.grad_clip,
+                                                        recipe.optimizer.nonfinite)
+            nonfinite += not finite
+            if take:
+                optimizer.step()
+            before, nimg = nimg, nimg + recipe.batch
+            if ema is not None:
+                ema.update(module, nimg, recipe.batch)
+            overdue = bool(minutes) and _clock() - saved_at >= minutes * 60
+            stopping, overdue = world.agree(signals.requested, overdue)
+            flush = _crossed(before, nimg, every(recipe.log.every)) or nimg >= stop or stopping
+            log.step(nimg, step_logs, {"lr": lr, "grad_norm": grad_norm, "nonfinite_steps": nonfinite},
+                     recipe.batch / (time.perf_counter() - tic), flush=flush)
+            if world.rank == 0 and isinstance(ema, PowerEMA) and _crossed(before, nimg, every(recipe.ema.snapshot_every)):
+                ema.save_snapshots(run_dir, nimg, meta)
+            grid_due = (_crossed(before, nimg, every(recipe.sample.every)) or nimg >= total
+                        or _reached(before, nimg, every(recipe.sample.first)))
+            if world.rank == 0 and grid_due and not stopping:
+                if sample_module is None:
+                    sample_module = copy.deepcopy(module)
+                log.say(f"grid {_write_samples(sample_module, module, ema, objective, recipe.sample, run_dir, nimg, device)}")
+            if _crossed(before, nimg, every(recipe.checkpoint.every)) or nimg >= stop or overdue or stopping:
+                if world.rank == 0:
+                    last_path = save_state()
+                saved_at = _clock()
+                world.barrier()
+    log.close()
+    if stopping and nimg < stop:
+        signum = signals.signum or signal.SIGTERM          # other DDP ranks stop because one was signalled
+        raise Interrupted(signum, f"stopped by {signal.Signals(signum).name} at {log.amount(nimg)}; "
+                                  f"checkpoint {last_path}; run the same command to resume")
     return TrainResult(nimg, run_dir, last_path, nonfinite)
 
 
-def _write_samples(sample_module, module, ema, objective, cfg, run_dir, nimg, device) -> None:
+def _write_samples(sample_module, module, ema, objective, cfg, run_dir, nimg, device) -> Path:
     """A PNG grid from the chosen EMA profile (auto: the first; None: raw weights) at RUN/samples/."""
     name = None if cfg.ema is None or ema is None else (next(iter(ema.profiles)) if cfg.ema == "auto" else cfg.ema)
     if name is not None and name not in ema.profiles:
         raise UserError(f"sample.ema '{name}' is not a tracked profile", help="available: " + ", ".join(ema.profiles))
     sample_module.load_state_dict(ema.profiles[name] if name else module.state_dict())
     sample_module.eval()
-    write_preview(sample_module, objective, cfg.n, cfg.steps, cfg.guidance, cfg.seed,
-                  Path(run_dir) / "samples" / f"samples-{nimg:012d}.png", device)
+    path = Path(run_dir) / "samples" / f"samples-{nimg:012d}.png"
+    write_preview(sample_module, objective, cfg.n, cfg.steps, cfg.guidance, cfg.seed, path, device)
+    return path

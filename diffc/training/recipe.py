@@ -110,12 +110,14 @@ class EMAConfig:
 @attrs.define
 class CheckpointConfig:
     every: Duration = Duration(32 * 1024)
+    minutes: float | None = attrs.field(default=10.0, metadata={"min": 0.01})  # also every N minutes; null: off
     keep: int = attrs.field(default=3, metadata={"min": 1})
 
 
 @attrs.define
 class SampleConfig:
     every: Duration | None = Duration(64 * 1024)  # null: only at the end
+    first: Duration | None = Duration(4 * 1024)  # an early grid at this point as well; null: none
     n: int = attrs.field(default=64, metadata={"min": 1})
     steps: int = attrs.field(default=50, metadata={"min": 1})
     guidance: float = 1.0
@@ -174,8 +176,8 @@ lr:         {kind: warmup, warmup: 2Ki}
 batch:      64
 duration:   128Ki                 # images (2048 steps of 64); '2000 steps' also works
 ema:        {kind: power, sigma_rel: [0.05, 0.10], snapshot_every: 32Ki}
-checkpoint: {every: 32Ki, keep: 3}
-sample:     {every: 32Ki, n: 100, steps: 50, guidance: 2.0}
+checkpoint: {every: 32Ki, minutes: 10, keep: 3}   # Ctrl-C / SIGTERM also write one before exiting
+sample:     {first: 4Ki, every: 32Ki, n: 100, steps: 50, guidance: 2.0}
 log:        {every: 4Ki}
 seed:       0
 """

@@ -47,6 +47,15 @@ class World:
             model = DistributedDataParallel(model, device_ids=None if self.device == "cpu" else [self.device])
         return model
 
+    def agree(self, *flags: bool) -> list[bool]:
+        """Decisions every process takes together (stop, checkpoint now): true where true on any process."""
+        if not self.ddp:
+            return [bool(f) for f in flags]
+        import torch.distributed as dist
+        votes = torch.tensor([float(f) for f in flags], device=self.device)
+        dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+        return [bool(v) for v in votes.tolist()]
+
     def barrier(self) -> None:
         if self.ddp:
             import torch.distributed as dist
