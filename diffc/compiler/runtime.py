@@ -49,3 +49,17 @@ def stage_index(logsnr: torch.Tensor, boundaries: list[float]) -> torch.Tensor:
 def make_context(noise_level: torch.Tensor, noise, need_logsnr: bool) -> RunContext:
     frac = noise_fraction(noise_level, noise)
     return RunContext(noise_level, frac, schedules.logsnr(noise_level, noise) if need_logsnr else None)
+
+
+def stage_members(logsnr: torch.Tensor, boundaries: tuple, force_stage: int | None = None) -> tuple:
+    """Batch rows of each stage; `force_stage` sends every row to one stage (meta-device FLOP counts)."""
+    if force_stage is not None:
+        n = logsnr.shape[0]
+        return tuple(torch.arange(n if s == force_stage else 0, device=logsnr.device)
+                     for s in range(len(boundaries) + 1))
+    index = stage_index(logsnr, list(boundaries))
+    return tuple(torch.nonzero(index == s).squeeze(1) for s in range(len(boundaries) + 1))
+
+
+def slice_context(ctx: RunContext, rows: torch.Tensor) -> RunContext:
+    return RunContext(ctx.noise_level[rows], ctx.noise_fraction[rows], None if ctx.logsnr is None else ctx.logsnr[rows])
