@@ -15,6 +15,7 @@ import cattrs
 import torch
 
 from diffc import schedules
+from diffc.bounds import NON_NEGATIVE, POSITIVE, bound
 from diffc.errors import UserError
 
 NOISE_KIND_OF_FAMILY = {"ddpm": "timestep", "edm": "sigma", "flow": "time"}
@@ -26,9 +27,9 @@ class ObjectiveConfig:
     """The recipe's `objective:` section (diffc.training.recipe); checkpoints store it as plain data."""
     kind: str = attrs.field(default="ddpm_eps", metadata={"choices": OBJECTIVE_KINDS})
     learned_variance: bool | None = None      # None: on when the model outputs 2*C channels (DiT learn_sigma)
-    vb_weight: float = 1.0                    # weight of the IDDPM variational term with learned variance
-    sigma_data: float = attrs.field(default=0.5, metadata={"min": 1e-6})
-    shift: float = attrs.field(default=1.0, metadata={"min": 1e-6})  # resolution shift r: log-SNR - 2 ln r
+    vb_weight: float = attrs.field(default=1.0, metadata=bound(NON_NEGATIVE))  # IDDPM variational term weight
+    sigma_data: float = attrs.field(default=0.5, metadata=bound(POSITIVE))
+    shift: float = attrs.field(default=1.0, metadata=bound(POSITIVE))  # resolution shift r: log-SNR - 2 ln r
 
 
 attrs.resolve_types(ObjectiveConfig)

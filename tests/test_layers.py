@@ -12,7 +12,7 @@ PACKAGE_DIRS = {"diffc": ROOT / "diffc", "diffc.dsl": ROOT / "dsl", "diffc.regis
                 "diffc.blocks": ROOT / "blocks"}
 # (layer, module prefixes), lowest first; a module may import its own layer or any lower one
 LAYERS = [
-    ("foundation", ["diffc", "diffc.errors", "diffc.files", "diffc.interface", "diffc.schedules", "diffc.text",
+    ("foundation", ["diffc", "diffc.bounds", "diffc.datacheck", "diffc.errors", "diffc.files", "diffc.interface", "diffc.schedules", "diffc.text",
                     "diffc.weights"]),
     ("language", ["diffc.dsl"]),
     ("registry", ["diffc.registry", "diffc.blocks"]),

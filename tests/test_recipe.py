@@ -43,7 +43,7 @@ def test_bad_values_and_kinds_are_located():
     by_line = {d.line: d for d in diags}
     assert by_line[1].col == 19 and by_line[1].help == "did you mean 'ddpm_eps'?"
     assert "invalid value for 'batch'" in by_line[2].message and by_line[2].col == 8
-    assert "must lie in [0.0, 1.0]" in by_line[3].message
+    assert "must be a probability (in [0, 1]), got 1.5" in by_line[3].message
     assert by_line[4].help == "did you mean 'batch'?"
     assert by_line[6].message == "duplicate key 'seed'"
 

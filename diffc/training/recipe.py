@@ -6,10 +6,13 @@ optimiser steps (`500 steps`, `10k steps`), which are converted with the global 
 """
 from __future__ import annotations
 
+import math
 import re
 
 import attrs
 
+from diffc.bounds import (ADAM_BETA, AT_LEAST_ONE, DROP_RATE, NON_NEGATIVE, POSITIVE, PREVIEW_COUNT, PROBABILITY,
+                          SEED, Bound, bound)
 from diffc.parameterizations import ObjectiveConfig
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|k|M|G)?\s*(steps?|img|images)?\s*$")
@@ -32,6 +35,8 @@ class Duration:
         if not match:
             raise ValueError(f"cannot read {text!r} as a duration: write images (200Ki, 50000, 1M) or steps ('10k steps')")
         number = float(match.group(1)) * _SCALE[match.group(2)]
+        if not math.isfinite(number):
+            raise ValueError(f"{text!r} is too large")
         if number != int(number):
             raise ValueError(f"{text!r} is not a whole number")
         unit = "steps" if (match.group(3) or "").startswith("step") else "images"
@@ -57,85 +62,95 @@ def _choice(*names):
 class DataConfig:
     name: str = attrs.field(default="digits", metadata=_choice("digits", "folder", "npz", "latents"))
     path: str | None = None                   # folder / .npz / .npy (relative to the recipe file)
-    resolution: int = attrs.field(default=16, metadata={"min": 1})
-    hflip: float = attrs.field(default=0.0, metadata={"range": (0.0, 1.0)})        # probability, recorded as control
-    crop_scale: float = attrs.field(default=1.0, metadata={"range": (0.05, 1.0)})  # min random-crop area fraction
-    latent_scale: float = 1.0                 # multiplies precomputed latents (e.g. 0.18215)
+    resolution: int = attrs.field(default=16, metadata=bound(AT_LEAST_ONE))
+    hflip: float = attrs.field(default=0.0, metadata=bound(PROBABILITY))        # probability, recorded as control
+    crop_scale: float = attrs.field(default=1.0, metadata=bound(Bound(0.05, 1)))  # min random-crop area fraction
+    # multiplies precomputed latents (e.g. 0.18215)
+    latent_scale: float = attrs.field(default=1.0, metadata=bound(POSITIVE))
 
 
 @attrs.define
 class WeightingConfig:
     kind: str = attrs.field(default="none", metadata=_choice("none", "min_snr", "p2", "ant_uw"))
-    gamma: float = 5.0                        # Min-SNR clip / P2 exponent
-    k: float = 1.0                            # P2 offset
-    intervals: int = attrs.field(default=8, metadata={"min": 1})   # ANT-UW intervals
-    lr: float = attrs.field(default=0.025, metadata={"min": 0.0})  # ANT-UW optimiser group learning rate
+    gamma: float = attrs.field(default=5.0, metadata=bound(POSITIVE))  # Min-SNR clip / P2 exponent
+    k: float = attrs.field(default=1.0, metadata=bound(POSITIVE))      # P2 offset
+    intervals: int = attrs.field(default=8, metadata=bound(Bound(1, 10_000)))   # ANT-UW intervals
+    lr: float = attrs.field(default=0.025, metadata=bound(NON_NEGATIVE))  # ANT-UW optimiser group learning rate
 
 
 @attrs.define
 class NoiseConfig:
     kind: str = attrs.field(default="uniform", metadata=_choice("uniform", "lognormal", "logit_normal", "stage_aware"))
-    mean: float = -0.4                        # log-normal P_mean (ln sigma) / logit-normal location
-    std: float = attrs.field(default=1.0, metadata={"min": 1e-6})
-    stage_weights: list[float] | None = None  # stage-aware: relative probability of each stage (None: equal)
+    # log-normal P_mean (ln sigma) / logit-normal location
+    mean: float = attrs.field(default=-0.4, metadata=bound(Bound()))
+    std: float = attrs.field(default=1.0, metadata=bound(POSITIVE))
+    # stage-aware: relative probability of each stage (None: equal)
+    stage_weights: list[float] | None = attrs.field(default=None, metadata=bound(NON_NEGATIVE))
 
 
 @attrs.define
 class OptimizerConfig:
     kind: str = attrs.field(default="adamw", metadata=_choice("adamw", "adam"))
-    lr: float = attrs.field(default=1e-3, metadata={"min": 0.0})
-    betas: tuple[float, float] = (0.9, 0.99)
-    eps: float = 1e-8
-    weight_decay: float = attrs.field(default=0.0, metadata={"min": 0.0})
-    grad_clip: float | None = 1.0             # max global grad norm; null: off
-    nonfinite: str = attrs.field(default="skip", metadata=_choice("skip", "zero"))  # non-finite grads: skip step / zero them
+    lr: float = attrs.field(default=1e-3, metadata=bound(NON_NEGATIVE))
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.99), metadata=bound(ADAM_BETA))
+    eps: float = attrs.field(default=1e-8, metadata=bound(POSITIVE))
+    weight_decay: float = attrs.field(default=0.0, metadata=bound(NON_NEGATIVE))
+    grad_clip: float | None = attrs.field(default=1.0, metadata=bound(POSITIVE))  # max global grad norm; null: off
+    # non-finite grads: skip step / zero them
+    nonfinite: str = attrs.field(default="skip", metadata=_choice("skip", "zero"))
 
 
 @attrs.define
 class LRConfig:
     kind: str = attrs.field(default="constant", metadata=_choice("constant", "warmup", "cosine", "inv_sqrt"))
-    warmup: Duration = Duration(0)            # linear ramp from 0
-    min_lr: float = 0.0                       # cosine floor
-    ref_batches: int = attrs.field(default=70000, metadata={"min": 1})  # inv_sqrt: t_ref in optimiser steps
+    warmup: Duration = attrs.field(default=Duration(0), metadata=bound(NON_NEGATIVE))  # linear ramp from 0
+    min_lr: float = attrs.field(default=0.0, metadata=bound(NON_NEGATIVE))  # cosine floor
+    ref_batches: int = attrs.field(default=70000, metadata=bound(AT_LEAST_ONE))  # inv_sqrt: t_ref in optimiser steps
 
 
 @attrs.define
 class EMAConfig:
     kind: str = attrs.field(default="power", metadata=_choice("none", "classic", "power"))
-    decay: float = attrs.field(default=0.999, metadata={"range": (0.0, 1.0)})  # classic, per step
-    sigma_rel: list[float] = attrs.Factory(lambda: [0.05, 0.10])    # power: profiles tracked at once
-    snapshot_every: Duration | None = None    # power: post-hoc EMA snapshots; null: no snapshots
+    decay: float = attrs.field(default=0.999, metadata=bound(PROBABILITY))  # classic, per step
+    # power: profiles tracked at once
+    sigma_rel: list[float] = attrs.field(factory=lambda: [0.05, 0.10], metadata=bound(Bound(0, 0.2886, True, True)))
+    # power: post-hoc EMA snapshots; null: no snapshots
+    snapshot_every: Duration | None = attrs.field(default=None, metadata=bound(POSITIVE))
 
 
 @attrs.define
 class CheckpointConfig:
-    every: Duration = Duration(32 * 1024)
-    minutes: float | None = attrs.field(default=10.0, metadata={"min": 0.01})  # also every N minutes; null: off
-    keep: int = attrs.field(default=3, metadata={"min": 1})
+    every: Duration = attrs.field(default=Duration(32 * 1024), metadata=bound(POSITIVE))
+    # also every N minutes; null: off
+    minutes: float | None = attrs.field(default=10.0, metadata=bound(Bound(0.01, meaning="at least 0.01 minutes")))
+    keep: int = attrs.field(default=3, metadata=bound(AT_LEAST_ONE))
 
 
 @attrs.define
 class SampleConfig:
-    every: Duration | None = Duration(64 * 1024)  # null: only at the end
-    first: Duration | None = Duration(4 * 1024)  # an early grid at this point as well; null: none
-    n: int = attrs.field(default=64, metadata={"min": 1})
-    steps: int = attrs.field(default=50, metadata={"min": 1})
-    guidance: float = 1.0
+    # null: only at the end
+    every: Duration | None = attrs.field(default=Duration(64 * 1024), metadata=bound(POSITIVE))
+    # an early grid at this point as well; null: none
+    first: Duration | None = attrs.field(default=Duration(4 * 1024), metadata=bound(POSITIVE))
+    n: int = attrs.field(default=64, metadata=bound(PREVIEW_COUNT))
+    steps: int = attrs.field(default=50, metadata=bound(Bound(1, 10_000)))
+    guidance: float = attrs.field(default=1.0, metadata=bound(NON_NEGATIVE))
     ema: str | None = "auto"                  # EMA profile for the grid; auto: the first one; null: raw weights
-    seed: int = 0
+    seed: int = attrs.field(default=0, metadata=bound(SEED))
 
 
 @attrs.define
 class ConditioningConfig:
-    label_dropout: float | None = None        # None: each condition's @drop from the spec
-    control_dropout: float | None = None
-    text_dropout: float | None = None
-    text_pad_noise: float = attrs.field(default=0.01, metadata={"min": 0.0})  # noisy replicate padding sigma
+    # None: each condition's @drop from the spec
+    label_dropout: float | None = attrs.field(default=None, metadata=bound(DROP_RATE))
+    control_dropout: float | None = attrs.field(default=None, metadata=bound(DROP_RATE))
+    text_dropout: float | None = attrs.field(default=None, metadata=bound(DROP_RATE))
+    text_pad_noise: float = attrs.field(default=0.01, metadata=bound(NON_NEGATIVE))  # noisy replicate padding sigma
 
 
 @attrs.define
 class LogConfig:
-    every: Duration = Duration(4 * 1024)
+    every: Duration = attrs.field(default=Duration(4 * 1024), metadata=bound(POSITIVE))
     tensorboard: bool = True
 
 
@@ -147,15 +162,16 @@ class Recipe:
     noise: NoiseConfig = attrs.Factory(NoiseConfig)
     optimizer: OptimizerConfig = attrs.Factory(OptimizerConfig)
     lr: LRConfig = attrs.Factory(LRConfig)
-    batch: int = attrs.field(default=64, metadata={"min": 1})
-    batch_per_gpu: int | None = None          # micro-batch per process; batch / (world * batch_per_gpu) accumulation rounds
-    duration: Duration = Duration(256 * 1024)
+    batch: int = attrs.field(default=64, metadata=bound(AT_LEAST_ONE))
+    # micro-batch per process; batch / (world * batch_per_gpu) accumulation rounds
+    batch_per_gpu: int | None = attrs.field(default=None, metadata=bound(AT_LEAST_ONE))
+    duration: Duration = attrs.field(default=Duration(256 * 1024), metadata=bound(POSITIVE))
     ema: EMAConfig = attrs.Factory(EMAConfig)
     checkpoint: CheckpointConfig = attrs.Factory(CheckpointConfig)
     sample: SampleConfig = attrs.Factory(SampleConfig)
     conditioning: ConditioningConfig = attrs.Factory(ConditioningConfig)
     log: LogConfig = attrs.Factory(LogConfig)
-    seed: int = 0
+    seed: int = attrs.field(default=0, metadata=bound(SEED))
 
 
 for _cls in (DataConfig, WeightingConfig, NoiseConfig, OptimizerConfig, LRConfig, EMAConfig,

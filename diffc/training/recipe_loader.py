@@ -1,6 +1,7 @@
 """Load a recipe YAML into `Recipe` with cattrs; every mistake is a UserError at the key's file:line:col."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import attrs
@@ -8,7 +9,9 @@ import cattrs
 import yaml
 
 from diffc.errors import Diagnostic, UserError, attach_source, did_you_mean
+from diffc.text import read_text
 from diffc.training.recipe import DEFAULT_RECIPE_YAML, Duration, Recipe
+from diffc.training.recipe_checks import cross_checks, value_mark
 
 DEFAULT_RECIPE_NAME = "<default recipe>"
 
@@ -35,12 +38,48 @@ converter.register_structure_hook(Duration, lambda value, _type: Duration.parse(
 converter.register_unstructure_hook(Duration, str)
 
 
+MAX_NODES = 20_000                # scalars and collections after expanding aliases (an alias bomb needs billions)
+MAX_DEPTH = 64                    # nesting of mappings and lists
+
+
+def _check_size(text: str, filename: str) -> None:
+    """Refuse alias bombs, recursive aliases and deep nesting from the event stream, before anything is built:
+    the parser is iterative, and each anchor's expanded size is known when it closes."""
+    sizes: dict[str, int] = {}                           # anchor -> node count with aliases expanded
+    stack = [[None, 0]]                                  # open collections: [anchor, node count so far]
+    for event in yaml.parse(text):
+        if isinstance(event, yaml.CollectionStartEvent):
+            stack.append([event.anchor, 1])
+            if len(stack) > MAX_DEPTH:
+                raise UserError(_error(filename, event.start_mark, f"nested deeper than {MAX_DEPTH} levels"))
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, count = stack.pop()
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in sizes and any(frame[0] == event.anchor for frame in stack):
+                raise UserError(_error(filename, event.start_mark, f"recursive alias '*{event.anchor}'",
+                                       "a recipe is a tree: write the values out"))
+            anchor, count = None, sizes.get(event.anchor, 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, count = event.anchor, 1
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = count
+        stack[-1][1] += count
+        if sum(frame[1] for frame in stack) > MAX_NODES:
+            raise UserError(_error(filename, event.start_mark,
+                                   f"the recipe expands to more than {MAX_NODES} values (aliases counted in full)",
+                                   "a recipe is a page of settings; this looks like an alias bomb"))
+
+
 class _Located:
     """A plain-Python value from YAML plus the marks of every mapping key and value below it."""
 
     def __init__(self, filename: str):
         self.filename = filename
         self.duplicates = []
+        self.constructor = yaml.constructor.SafeConstructor()
 
     def build(self, node):
         if isinstance(node, yaml.MappingNode):
@@ -54,7 +93,11 @@ class _Located:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(v) for v in node.value]
-        return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:null" else None
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError, yaml.YAMLError) as exc:   # e.g. an integer of 5,000 digits
+            raise UserError(_error(self.filename, node.start_mark, f"cannot read this value ({str(exc).split(':')[0]})",
+                                   end=node.end_mark)) from None
 
 
 def _error(filename: str, mark, message: str, help: str | None = None, end=None) -> Diagnostic:
@@ -70,18 +113,38 @@ def _describe(field: attrs.Attribute) -> str:
     return getattr(field.type, "__name__", None) or str(field.type).replace("typing.", "")
 
 
+def _numbers(value) -> list:
+    """The numbers a field value holds: itself, a duration's count, or a list's elements."""
+    if isinstance(value, Duration):
+        return [value.value]
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def _number_problem(number, bound) -> str | None:
+    if isinstance(number, float) and not math.isfinite(number):
+        return "finite"
+    if bound is not None and not bound.accepts(number):
+        return f"{bound.meaning} ({bound})" if bound.meaning else str(bound)
+    if isinstance(number, int) and not -2 ** 63 <= number < 2 ** 63:
+        return "a 64-bit integer"
+    return None
+
+
 def _check(field: attrs.Attribute, value) -> tuple[str, str | None] | None:
-    """Range / choice constraints from the field metadata: (message, help) or None."""
+    """Choice and meaning (Bound) constraints from the field metadata: (message, help) or None."""
     meta = field.metadata
     if value is None:
         return None
     if "choices" in meta and value not in meta["choices"]:
         return (f"unknown {field.name} '{value}'", did_you_mean(str(value), meta["choices"])
                 or "expected " + _describe(field))
-    if "min" in meta and value < meta["min"]:
-        return (f"'{field.name}' must be at least {meta['min']}, got {value}", None)
-    if "range" in meta and not meta["range"][0] <= value <= meta["range"][1]:
-        return (f"'{field.name}' must lie in [{meta['range'][0]}, {meta['range'][1]}], got {value}", None)
+    for number in _numbers(value):
+        problem = _number_problem(number, meta.get("bound"))
+        if problem:
+            shown = str(value) if len(str(value)) <= 40 else str(value)[:40] + "..."
+            return (f"'{field.name}' must be {problem}, got {shown}", None)
     return None
 
 
@@ -123,41 +186,33 @@ def _structure(cls, data, filename: str, where: str, errors: list[Diagnostic], m
     return cls(**kwargs)
 
 
-def parse_recipe(text: str, filename: str = "<recipe>") -> Recipe:
-    """Parse YAML text into a Recipe; raises UserError with every located problem."""
+def parse_recipe(text: str, filename: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
+    """Parse YAML text into a Recipe; raises UserError with every located problem. With `base_dir` (the recipe's
+    folder) data paths are checked on disk too."""
     try:
+        _check_size(text, filename)
         node = yaml.compose(text)
+        located = _Located(filename)
+        data = located.build(node) if node is not None else {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         diag = _error(filename, mark, f"invalid YAML: {getattr(exc, 'problem', exc)}")
         attach_source([diag], {filename: text})
         raise UserError(diag) from None
+    except UserError as err:
+        attach_source(err.diagnostics, {filename: text})
+        raise
     errors: list[Diagnostic] = []
-    located = _Located(filename)
-    data = located.build(node) if node is not None else {}
     errors.extend(_error(filename, mark, f"duplicate key '{key}'", "each key may appear once per section")
                   for key, mark in located.duplicates)
     recipe = _structure(Recipe, data, filename, "", errors, getattr(node, "start_mark", None))
-    _cross_checks(recipe, data, filename, errors)
+    errors.extend(cross_checks(recipe, data, base_dir, lambda key, message, help: _error(
+        filename, value_mark(data, key) or getattr(node, "start_mark", None), message, help)))
     if errors:
+        errors.sort(key=lambda d: (d.line or 0, d.col or 0))
         attach_source(errors, {filename: text})
         raise UserError(errors)
     return recipe
-
-
-def _cross_checks(recipe: Recipe, data, filename: str, errors: list[Diagnostic]) -> None:
-    """Constraints between keys, reported at the later key."""
-    marks = data.get("__marks__", {}) if isinstance(data, dict) else {}
-    if recipe.batch_per_gpu is not None and recipe.batch % recipe.batch_per_gpu:
-        errors.append(_error(filename, marks.get("batch_per_gpu", (None,) * 2)[1],
-                             f"batch_per_gpu {recipe.batch_per_gpu} does not divide batch {recipe.batch}"))
-    if recipe.ema.kind == "power":
-        bad = [s for s in recipe.ema.sigma_rel if not 0 < s < 0.2886]
-        if bad or not recipe.ema.sigma_rel:
-            ema_marks = data.get("ema", {}).get("__marks__", {}) if isinstance(data.get("ema"), dict) else {}
-            errors.append(_error(filename, ema_marks.get("sigma_rel", (None, None))[1],
-                                 f"power EMA needs sigma_rel values in (0, 0.2886), got {recipe.ema.sigma_rel}",
-                                 "EDM2 uses [0.05, 0.10]"))
 
 
 def load_recipe(path: str | Path | None) -> tuple[Recipe, str, str]:
@@ -167,8 +222,8 @@ def load_recipe(path: str | Path | None) -> tuple[Recipe, str, str]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}", file=str(path))
-    text = path.read_text()
-    return parse_recipe(text, str(path)), text, str(path)
+    text = read_text(path, "recipe")
+    return parse_recipe(text, str(path), path.parent), text, str(path)
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:
