@@ -53,16 +53,21 @@ def train(spec, recipe_path, run_dir, model, dry_run, steps, duration, resume, a
         override = Duration(steps, "steps") if steps is not None else (Duration.parse(duration) if duration else None)
     except ValueError as exc:
         raise UserError(f"--duration: {exc}") from None
+    if override is not None and not 0 < override.value < 2 ** 63:
+        raise UserError(f"{'--steps' if steps is not None else '--duration'} must be positive, got {override}")
     recipe = with_overrides(recipe, duration=override)
     run_dir = Path(run_dir or Path("runs") / f"{Path(spec).stem}-{built.model_name}")
+    base_dir = Path(chosen).parent if chosen else Path.cwd()
     if dry_run:
+        from diffc.training.preflight import preflight
         from diffc.training.summary import describe
+        preflight(built, recipe, base_dir)
         click.echo(f"# recipe: {name}\n# run directory: {run_dir}\n" + recipe_to_yaml(recipe))
         click.echo(describe(built, recipe))
         return
     from diffc.training.loop import train as run_training
     result = run_training(built, recipe, run_dir, recipe_text=text, recipe_name=name,
-                          base_dir=Path(chosen).parent if chosen else Path.cwd(), device=device, resume=resume,
+                          base_dir=base_dir, device=device, resume=resume,
                           allow_changed=allow_changed, init_from=init_from, bf16=bf16, compile=use_compile,
                           progress=not no_progress)
     click.echo(f"trained to {result.nimg} images; checkpoint {result.checkpoint}; samples in {run_dir / 'samples'}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffc.datacheck import check_items, image_problem
 from diffc.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -80,10 +81,11 @@ def reference_input(reference: str, resolution: int):
                                             "upsampling": "bilinear"}
     path = Path(reference)
     if path.is_dir():
-        count = sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if count == 0:
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
             raise UserError(f"{path}: no .png/.jpg images in this folder")
-        return str(path), {"kind": "folder", "path": str(path.resolve()), "count": count}
+        check_items([(f, problem) for f in files if (problem := image_problem(f))], f"reference folder {path}")
+        return str(path), {"kind": "folder", "path": str(path.resolve()), "count": len(files)}
     if path.is_file() and path.suffix == ".npz":
         images = load_npz_images(path)
         return ImageTensorDataset(images), {"kind": "npz", "path": str(path.resolve()), "count": len(images)}

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from diffc.datacheck import check_items, image_problem
 from diffc.errors import UserError
 from diffc.interface import CONTROL_FIELDS
 
@@ -49,6 +50,7 @@ class FolderData:
         classes = sorted(p.name for p in root.iterdir() if p.is_dir())
         if not classes:
             raise UserError(f"image folder {root} has no class sub-folders", help="expected root/<class>/<image>.png")
+        self.root, self.classes = root, classes
         self.files = [(f, k) for k, name in enumerate(classes)
                       for f in sorted((root / name).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
         if not self.files:
@@ -80,6 +82,14 @@ class FolderData:
         images = torch.stack([self._decode(self.files[i][0], size) for i in index.tolist()])
         return images, self.labels[index], None, None
 
+    def bad_items(self) -> list[tuple[str, str]]:
+        """Empty class folders, stray images beside them, entries that are folders or not readable images."""
+        counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
+        bad = [(self.root / name, "class folder holds no images") for name, n in zip(self.classes, counts) if not n]
+        bad += [(p, "image outside a class folder (expected root/<class>/<image>)") for p in sorted(self.root.iterdir())
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        return bad + [(path, problem) for path, _ in self.files if (problem := image_problem(path))]
+
 
 def _digits(channels: int) -> TensorData:
     from sklearn.datasets import load_digits
@@ -109,12 +119,51 @@ def _arrays(path: Path, channels: int, latents: bool, scale: float) -> TensorDat
         raise UserError(f"'{key}' has shape {data.shape}; the model takes {channels} channels", file=str(path))
     images = torch.from_numpy(np.ascontiguousarray(data)).float()
     images = images * scale if latents else (images / 127.5 - 1 if data.dtype == np.uint8 else images)
+    if data.shape[0] == 0:
+        raise UserError(f"'{key}' holds no samples (shape {data.shape})", file=str(path))
     labels = next((arrays[k] for k in ("labels", "y") if k in arrays), None)
     if labels is not None and labels.shape != (data.shape[0],):
         raise UserError(f"labels must have shape ({data.shape[0]},), got {labels.shape}", file=str(path))
+    if labels is not None and (labels.dtype.kind not in "iuf" or (labels.dtype.kind == "f" and not (
+            np.isfinite(labels).all() and (labels == np.round(labels)).all()))):
+        raise UserError(f"labels must be whole numbers, got {labels.dtype} values", file=str(path))
+    for name in ("text", "text_len"):
+        if name in arrays and arrays[name].shape[:1] != (data.shape[0],):
+            raise UserError(f"'{name}' must hold one row per sample ({data.shape[0]}), got shape {arrays[name].shape}",
+                            file=str(path))
     text = torch.from_numpy(arrays["text"]).float() if "text" in arrays else None
     text_len = torch.from_numpy(arrays["text_len"]).long() if "text_len" in arrays else None
     return TensorData(images, None if labels is None else torch.from_numpy(labels).long(), text, text_len, str(path))
+
+
+def scan_dataset(dataset, interface) -> None:
+    """Every bad item of the data set, reported at once before training: unreadable files, samples holding NaN
+    or inf, labels outside the model's classes."""
+    bad = dataset.bad_items() if isinstance(dataset, FolderData) else _bad_samples(dataset)
+    for cond in (c for c in interface.conditions if c.kind == "label"):
+        if dataset.labels is not None:
+            wrong = ((dataset.labels < 0) | (dataset.labels >= cond.classes)).nonzero().flatten().tolist()
+            bad += [(_item(dataset, "labels", i), f"label {int(dataset.labels[i])} is outside '{cond.name}': "
+                     f"0..{cond.classes - 1}") for i in wrong]
+    check_items(bad, f"data set {dataset.source}")
+
+
+def _item(dataset, name: str, index: int) -> str:
+    if isinstance(dataset, FolderData):
+        return str(dataset.files[index][0])
+    return f"{dataset.source}: {name}[{index}]"
+
+
+def _bad_samples(dataset: TensorData, chunk: int = 4096) -> list[tuple[str, str]]:
+    """Samples (images, text embeddings) holding NaN or inf, in chunks so memory stays bounded."""
+    bad = []
+    for name, array in (("images", dataset.images), ("text", dataset.text)):
+        if array is None:
+            continue
+        for start in range(0, array.shape[0], chunk):
+            finite = torch.isfinite(array[start:start + chunk].flatten(1)).all(1)
+            bad += [(_item(dataset, name, start + i), "holds NaN or inf") for i in (~finite).nonzero().flatten().tolist()]
+    return bad
 
 
 def build_dataset(cfg, interface, base_dir: Path):

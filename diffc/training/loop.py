@@ -17,18 +17,16 @@ import torch
 
 from diffc import checkpoints as ckpt
 from diffc.errors import Interrupted, UserError
-from diffc.training.conditioning import build_cond, check_conditions
-from diffc.training.data import build_dataset, load_batch, sample_indices
+from diffc.training.conditioning import build_cond
+from diffc.training.data import load_batch, sample_indices
 from diffc.training.ema import ClassicEMA
 from diffc.training.interrupt import StopSignals
-from diffc.training.noise import build_noise_sampler
-from diffc.training.objectives import build_objective
 from diffc.training.optim import build_optimizer, learning_rate, prepare_gradients, set_learning_rate
 from diffc.training.phema import PowerEMA
+from diffc.training.preflight import preflight
 from diffc.training.preview import write_preview
 from diffc.training.recipe_loader import recipe_to_dict, recipe_to_yaml
 from diffc.training.runlog import RunLog, count_formatter
-from diffc.training.weightings import build_weighting
 from diffc.training.world import World, init_from_checkpoint
 
 _clock = time.monotonic            # wall clock of the checkpoint interval (tests substitute their own)
@@ -114,16 +112,10 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
     run_dir = Path(run_dir)
     interface = built.interface
     world_size = world.size
-    batch_gpu = recipe.batch_per_gpu or recipe.batch // world_size
-    if recipe.batch % (batch_gpu * world_size):
-        raise UserError(f"batch {recipe.batch} is not divisible by {world_size} processes x batch_per_gpu {batch_gpu}")
-    rounds = recipe.batch // (batch_gpu * world_size)
     total = recipe.duration.images(recipe.batch)
     stop = min(total, stop_at) if stop_at is not None else total
     every = lambda d: None if d is None else d.images(recipe.batch)  # noqa: E731
 
-    dataset = build_dataset(recipe.data, interface, base_dir or Path.cwd())
-    check_conditions(interface, dataset)
     module = built.module.to(device).train()
     existing = ckpt.list_checkpoints(run_dir)
     if existing and not resume:
@@ -132,9 +124,10 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
     if init_from and not existing:
         recipe = init_from_checkpoint(module, init_from, recipe, interface)
     recipe_dict = recipe_to_dict(recipe)
-    objective = build_objective(recipe.objective, interface)
-    weighting = build_weighting(recipe.weighting, objective).to(device)
-    noise = build_noise_sampler(recipe.noise, objective, weighting.strata)
+    prepared = preflight(built, recipe, base_dir or Path.cwd(), world_size)
+    dataset, objective, noise = prepared.dataset, prepared.objective, prepared.noise
+    weighting = prepared.weighting.to(device)
+    batch_gpu, rounds = prepared.batch_per_process, prepared.rounds
     optimizer = build_optimizer(recipe.optimizer, module, weighting, recipe.weighting.lr)
     ema = _build_ema(recipe.ema, module)
     nimg, nonfinite = 0, 0
@@ -238,8 +231,6 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
 def _write_samples(sample_module, module, ema, objective, cfg, run_dir, nimg, device) -> Path:
     """A PNG grid from the chosen EMA profile (auto: the first; None: raw weights) at RUN/samples/."""
     name = None if cfg.ema is None or ema is None else (next(iter(ema.profiles)) if cfg.ema == "auto" else cfg.ema)
-    if name is not None and name not in ema.profiles:
-        raise UserError(f"sample.ema '{name}' is not a tracked profile", help="available: " + ", ".join(ema.profiles))
     sample_module.load_state_dict(ema.profiles[name] if name else module.state_dict())
     sample_module.eval()
     path = Path(run_dir) / "samples" / f"samples-{nimg:012d}.png"

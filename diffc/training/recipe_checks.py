@@ -25,7 +25,7 @@ def value_mark(data, dotted: str):
 
 def ema_profile_names(ema) -> list[str]:
     """The EMA profiles a run with this `ema` section tracks (what `sample.ema` may name)."""
-    from diffc.phema import profile_name
+    from diffc.training.phema import profile_name
     if ema.kind == "power":
         return [profile_name(s) for s in ema.sigma_rel]
     return ["ema"] if ema.kind == "classic" else []
