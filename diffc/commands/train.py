@@ -3,15 +3,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import click
 
 from diffc.errors import UserError
 
 
-def _build(spec: str, model: str | None):
-    """Compile the spec on CPU; the training loop moves the module to its device."""
-    from diffc.compiler import build_model
-    return build_model(spec, model=model, device="cpu")
+def _tiny_alternatives(spec: str, built) -> list[str]:
+    """Commands for the tiny models a user can train instead: `*tiny*` models of this spec, else sibling
+    `*tiny*` specs of the same family (specs/edm2_tiny.diffspec for specs/edm2_img512_xl.diffspec)."""
+    names = [n for n in built.compiled.program.model_names() if "tiny" in n.lower()]
+    if names:
+        return [f"diffc train {spec} --model {n}" for n in names]
+    family = Path(spec).stem.split("_")[0]
+    return [f"diffc train {p}" for p in sorted(Path(spec).parent.glob(f"{family}*tiny*.diffspec"))]
 
 
 @click.command("train", epilog="""\b
@@ -46,7 +51,8 @@ def train(spec, recipe_path, run_dir, model, dry_run, steps, duration, resume, a
         raise UserError(f"spec file not found: {spec}")
     if recipe_path:                     # a bad --recipe is reported before the (slower) model build
         load_recipe(recipe_path)
-    built = _build(spec, model)
+    from diffc.compiler import build_model, emit_module
+    built = build_model(spec, model=model, device="meta")     # shapes only: the dry run and the fit check
     chosen = recipe_path or built.recipe_path
     recipe, text, name = load_recipe(chosen)
     try:
@@ -65,6 +71,9 @@ def train(spec, recipe_path, run_dir, model, dry_run, steps, duration, resume, a
         click.echo(f"# recipe: {name}\n# run directory: {run_dir}\n" + recipe_to_yaml(recipe))
         click.echo(describe(built, recipe))
         return
+    from diffc.training.summary import check_fits
+    check_fits(built, recipe, device, _tiny_alternatives(spec, built))
+    built = attrs.evolve(built, module=emit_module(built.compiled, "cpu"))   # the loop moves it to `device`
     from diffc.training.loop import train as run_training
     result = run_training(built, recipe, run_dir, recipe_text=text, recipe_name=name,
                           base_dir=base_dir, device=device, resume=resume,
