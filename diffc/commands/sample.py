@@ -8,15 +8,16 @@ from pathlib import Path
 
 import click
 
-from diffc.sampling import DEFAULT_STEPS, ODE_METHODS, SAMPLER_FAMILY
+from diffc.sampling import DEFAULT_STEPS, ODE_METHODS, SAMPLERS
 
 
 def sampler_options(command):
     """Options shared by `sample` and `eval` that build a SamplerConfig."""
     options = [
         click.option("--ema", default=None, help="EMA profile to load (e.g. 0.100); default: the checkpoint's own"),
-        click.option("--sampler", type=click.Choice(list(SAMPLER_FAMILY)), default=None,
-                     help="default: ddpm (DDPM models), heun (EDM), ode (flow)"),
+        click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None,
+                     help="default: ddpm (DDPM models), heun (EDM), ode (flow); dpmpp-2m (DPM-Solver++ 2M), unipc "
+                          "and euler-a (Euler ancestral) run diffusers' schedulers on DDPM and flow models"),
         click.option("--steps", type=click.IntRange(min=1), default=None,
                      help="sampling steps; defaults " + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())),
         click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM stochasticity"),

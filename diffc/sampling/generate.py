@@ -11,7 +11,8 @@ import torch
 
 from diffc.errors import UserError, did_you_mean
 from diffc.interface import CONTROL_FIELDS, NO_AUGMENTATION
-from diffc.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_METHODS, SAMPLER_FAMILY, ddpm, edm, flow
+from diffc.sampling import (DIFFUSERS_SAMPLERS, DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_METHODS, SAMPLERS, ddpm, edm,
+                            flow, sampler_families)
 from diffc.sampling.guidance import GuidedModel
 from diffc.sampling.noise import SeededNoise
 
@@ -36,17 +37,17 @@ class SamplerConfig:
 
         `max_steps` (a DDPM model's T) caps the default step count; an explicit larger --steps is an error."""
         sampler = self.sampler or DEFAULT_SAMPLER[family]
-        if sampler not in SAMPLER_FAMILY:
-            raise UserError(f"unknown sampler '{sampler}'", help=did_you_mean(sampler, SAMPLER_FAMILY),
-                            notes=[f"samplers: {', '.join(SAMPLER_FAMILY)}"])
-        if SAMPLER_FAMILY[sampler] != family:
-            fitting = [s for s, f in SAMPLER_FAMILY.items() if f == family]
-            raise UserError(f"sampler '{sampler}' is for {SAMPLER_FAMILY[sampler]} models; this model's objective is "
-                            f"{family}",
+        if sampler not in SAMPLERS:
+            raise UserError(f"unknown sampler '{sampler}'", help=did_you_mean(sampler, SAMPLERS),
+                            notes=[f"samplers: {', '.join(SAMPLERS)}"])
+        if family not in sampler_families(sampler):
+            fitting = [s for s in SAMPLERS if family in sampler_families(s)]
+            raise UserError(f"sampler '{sampler}' is for {' and '.join(sampler_families(sampler))} models; this "
+                            f"model's objective is {family}",
                             help=f"use one of: {', '.join(fitting)}")
         if self.ode_method not in ODE_METHODS:
             raise UserError(f"unknown ODE method '{self.ode_method}'", help=did_you_mean(self.ode_method, ODE_METHODS))
-        if SAMPLER_FAMILY[sampler] == "edm" and not 0 < self.sigma_min < self.sigma_max:
+        if family == "edm" and not 0 < self.sigma_min < self.sigma_max:
             raise UserError(f"need 0 < --sigma-min < --sigma-max, got {self.sigma_min} and {self.sigma_max}")
         steps = self.steps or min(DEFAULT_STEPS[sampler], max_steps or DEFAULT_STEPS[sampler])
         if steps < 1 or (max_steps is not None and steps > max_steps):
@@ -87,6 +88,8 @@ def sample_images(bundle, seeds, config: SamplerConfig, labels=None, device="cpu
     guided = GuidedModel(bundle.module, config.guidance, config.semantic_guidance, config.control_guidance,
                          config.guidance_channels)
     with torch.no_grad():
+        if config.sampler in DIFFUSERS_SAMPLERS:
+            return _sample_diffusers(guided, objective, interface, x, cond, noise, config)
         if objective.family == "ddpm":
             return _sample_ddpm(guided, objective, interface, x, cond, noise, config)
         if objective.family == "edm":
@@ -122,6 +125,19 @@ def _sample_ddpm(guided, objective, interface, x, cond, noise, config):
     if config.sampler == "ddim":
         return ddpm.ddim(predict, x, objective.alphas_cumprod, timesteps, noise, config.eta)
     return ddpm.ddpm_ancestral(predict, x, objective.alphas_cumprod, timesteps, noise, objective.learned_variance)
+
+
+def _sample_diffusers(guided, objective, interface, x, cond, noise, config):
+    """dpmpp-2m / unipc / euler-a through diffusers (diffc.sampling.schedulers), per-sample generators."""
+    from diffc.sampling import schedulers
+    if objective.family == "ddpm":
+        channels = interface.sample_shape[0]
+        predict = lambda x_, t: guided(x_, t, cond)[0][:, :channels]  # noqa: E731
+        return schedulers.sample_ddpm(config.sampler, predict, x, config.steps, objective.alphas_cumprod,
+                                      getattr(objective, "parameterization", "eps"), noise.generators)
+    velocity = lambda x_, t: objective.velocity(guided, x_, t, cond)  # noqa: E731
+    return schedulers.sample_flow(config.sampler, velocity, x, config.steps, flow_time_shift(objective),
+                                  noise.generators)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
