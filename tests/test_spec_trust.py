@@ -203,3 +203,42 @@ def test_huge_literals_are_located_errors(tmp_path, capsys):
     assert code == 2 and "case.diffspec:7:7: error: 1e999 is too large for a floating-point number" in err
     code, out, err = check_text(tmp_path, capsys, _with_statement('s = "bad \\x escape"'))
     assert code == 2 and "case.diffspec:7:7: error: invalid escape in this string: truncated \\xXX escape" in err
+
+
+@pytest.mark.parametrize("change,where,message", [
+    ({"depth = 2": "depth = 10 ** 9"}, "7:18", "the repeat count is 1,000,000,000, over the limit of 100,000"),
+    ({"  blocks:": "  xs = range(10 ** 9)\n  blocks:"}, "7:8", "range()'s length is 1,000,000,000, over the limit"),
+    ({"  blocks:": '  s = "a" * 10 ** 10\n  blocks:'}, "7:7", "the repeated sequence's length is 10,000,000,000"),
+    ({"  blocks:": "  s = [1] * 10 ** 10\n  blocks:"}, "7:7", "the repeated sequence's length is 10,000,000,000"),
+    ({"  blocks:": "  s = [1]\n  repeat 64 { s = s + s }\n  blocks:"}, "8:19",
+     "this list's size (nested elements included) is 131,072"),
+    ({"  blocks:": "  s = 10 ** 10 ** 10\n  blocks:"}, "7:7", "10 ** 10000000000 is over the integer limit of 1024 bits"),
+    ({"  blocks:": "  s = int(10.0 ** 400)\n  blocks:"}, "7:11", "the result of '**' is too large for a number"),
+    ({"  blocks:": "  s = int(1e308 * 10)\n  blocks:"}, "7:11", "this gives inf, not a finite number"),
+    ({"  blocks:": '  s = float("nan")\n  blocks:'}, "7:7", "this gives nan, not a finite number"),
+    ({"  blocks:": "  s = (-8) ** 0.5\n  blocks:"}, "7:7", "this gives a complex number"),
+    ({"  blocks:": "  repeat 100000 { repeat 100000 { s = 1 } }\n  blocks:"}, "7:", "takes more than 200,000 steps"),
+    ({"depth = 2": "depth = 20000"}, "8:9", "this model has more than 10,000 nodes"),
+    ({"model Net": "block f(x) { return f(x) }\nmodel Net", "  blocks:": "  h = f(h)\n  blocks:"}, "2:21",
+     "composite blocks nest more than 16 calls deep (... f -> f -> f -> f -> f)"),
+    ({"timestep[1000]": "timestep[10 ** 9]"}, "4:21", "timestep[1,000,000,000] has more steps than diffc's limit"),
+], ids=["repeat-count", "range", "string-repeat", "list-repeat", "list-doubling", "power-tower", "float-overflow",
+        "float-inf", "nan", "complex", "nested-loops", "node-count", "self-recursive-block", "timesteps"])
+def test_evaluation_budgets_are_located_errors(tmp_path, capsys, change, where, message):
+    text = TINY
+    for old, new in change.items():
+        assert old in text
+        text = text.replace(old, new, 1)
+    code, out, err = check_text(tmp_path, capsys, text)
+    assert code == 2
+    first = err.splitlines()[0]
+    assert f"case.diffspec:{where}" in first and message in first
+
+
+@pytest.mark.parametrize("width,message", [
+    ("10 ** 9", "'h' produces a tensor of shape [16, 1000000000]: 1.6e+10 elements per sample, over diffc's limit"),
+    ("10 ** 6", "this model would have at least 2e+12 parameters (a lower bound from its shapes; 'blocks.0' alone"),
+])
+def test_absurd_model_sizes_are_refused_by_check(tmp_path, capsys, width, message):
+    code, out, err = check_text(tmp_path, capsys, TINY.replace("width = 32", f"width = {width}"))
+    assert code == 2 and message in err

@@ -33,6 +33,14 @@ def _sigma(value):
     return -2.0 * math.log(value)
 
 
+def _range_length(*args) -> int:
+    """len(range(*args)) without Python's machine-size limit (0 for a malformed call, which range reports)."""
+    if not 1 <= len(args) <= 3 or (len(args) == 3 and args[2] == 0):
+        return 0
+    start, stop, step = (0, args[0], 1) if len(args) == 1 else (args[0], args[1], args[2] if len(args) == 3 else 1)
+    return max(0, -(-(stop - start) // step))
+
+
 BUILTINS = {"range": lambda *a: list(range(*a)), "len": len, "min": min, "max": max, "abs": abs,
             "int": int, "float": float, "round": round, "enumerate": lambda xs: [list(p) for p in enumerate(xs)],
             "zip": lambda *xs: [list(p) for p in zip(*xs)], "logsnr": _logsnr, "sigma": _sigma}
@@ -48,12 +56,13 @@ class Evaluator:
 
     def evaluate(self, expr: A.Expr, scope: dict, name: str | None = None):
         """Evaluate `expr`; a block call at the top of an assignment gets the node name `name`."""
+        self.budget.step(expr.loc)
         if isinstance(expr, A.Num | A.Str | A.Const):
             return expr.value
         if isinstance(expr, A.Name):
             return self.lookup(expr.id, expr.loc, scope)
         if isinstance(expr, A.ListExpr):
-            return [self.evaluate(e, scope) for e in expr.items]
+            return self.budget.value([self.evaluate(e, scope) for e in expr.items], expr.loc)
         if isinstance(expr, A.Cond):
             test = self.constant(expr.test, scope, "a condition")
             return self.evaluate(expr.then if test else expr.other, scope, name)
@@ -116,12 +125,16 @@ class Evaluator:
         return self._apply(BINARY[expr.op], left, right, expr)
 
     def _apply(self, fn, left, right, expr):
+        op = getattr(expr, "op", "-")
+        self.budget.before(op, left, right, expr.loc)
         try:
-            return fn(left) if right is None else fn(left, right)
+            return self.budget.value(fn(left) if right is None else fn(left, right), expr.loc)
         except ZeroDivisionError:
             raise fail("division by zero", expr.loc) from None
+        except OverflowError:
+            raise fail(f"the result of '{op}' is too large for a number", expr.loc,
+                       help="check the arithmetic: no model size needs a number this large") from None
         except TypeError:
-            op = getattr(expr, "op", "-")
             raise fail(f"operator '{op}' is not defined for {describe(left)}"
                        + ("" if right is None else f" and {describe(right)}"), expr.loc) from None
 
@@ -131,9 +144,11 @@ class Evaluator:
             return self._pop(expr, scope)
         if expr.func in BUILTINS:
             args = [self.constant(a, scope, f"an argument of {expr.func}()") for a in expr.args]
+            if expr.func == "range" and all(isinstance(a, int) for a in args):
+                self.budget.count(_range_length(*args), "range()'s length", expr.loc)
             try:
-                return BUILTINS[expr.func](*args)
-            except (TypeError, ValueError) as exc:
+                return self.budget.value(BUILTINS[expr.func](*args), expr.loc)
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise fail(f"{expr.func}(): {exc}", expr.loc) from None
         if expr.func in self.program.blocks:
             return self.call_composite(expr, self.program.blocks[expr.func], scope, name)

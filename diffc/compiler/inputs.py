@@ -18,6 +18,7 @@ INPUT_KINDS = {
 FORMS = {"sample": "sample[channels, height, width]", "timestep": 'timestep[T, schedule = "linear"]',
          "time": "time", "sigma": "sigma", "label": "label[classes]", "text": "text[length, width]",
          "control": "control[K]"}
+MAX_TIMESTEPS = 100_000      # per-step tables (schedules, DTR masks) are built from this count
 ALLOWED = {"schedule": ("linear", "cosine"), "path": ("linear",)}
 
 
@@ -29,6 +30,9 @@ def make_input(resolver, stmt, node, uses, scope) -> InputIR:
     dims = [resolver.constant(a, scope, "an input dimension") for a in stmt.args]
     if len(dims) != ndims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
         raise fail(f"input '{stmt.name}' of kind {stmt.kind} is written {FORMS[stmt.kind]}", stmt.kind_loc)
+    if stmt.kind == "timestep" and dims[0] > MAX_TIMESTEPS:
+        raise fail(f"timestep[{dims[0]:,}] has more steps than diffc's limit of {MAX_TIMESTEPS:,}", stmt.args[0].loc,
+                   help="discrete-time models use about 1000 steps (DDPM); use `time` or `sigma` for continuous time")
     options = dict(defaults)
     for kw in stmt.kwargs:
         if kw.name not in defaults:

@@ -11,6 +11,7 @@ import contextlib
 
 
 from diffc.compiler.annotations import AnnotationBinder
+from diffc.compiler.budgets import Budget
 from diffc.compiler.evaluate import Evaluator
 from diffc.compiler.inputs import make_input
 from diffc.compiler.ir import Frame, ModelIR, Node, Region, Wire, build_graph
@@ -42,9 +43,19 @@ class Resolver(Evaluator, AnnotationBinder):
         self.used_overlays: set = set()
         self.iteration_nodes: list[list[Node]] = []
         self.stage_regions: list[dict] = []      # filled by diffc.compiler.stages
+        self.budget = Budget()
+        self.statement: A.Stmt | None = None     # the statement being run (for a RecursionError's location)
 
     # ---- entry ---------------------------------------------------------------------------------
     def resolve(self, model_name: str):
+        try:
+            return self._resolve(model_name)
+        except RecursionError:      # a safety net under the explicit limits (nesting, composite calls)
+            where = self.statement.loc if self.statement else self.program.entry.items[0].loc
+            raise fail("this spec nests too deeply to evaluate", where,
+                       help="flatten nested composite blocks, loops and long expressions") from None
+
+    def _resolve(self, model_name: str):
         definition, arguments = self._model_definition(model_name)
         scope = dict(arguments)
         self.model_annotations(definition, scope)
@@ -116,6 +127,8 @@ class Resolver(Evaluator, AnnotationBinder):
             self.run(stmt, scope)
 
     def run(self, stmt: A.Stmt, scope: dict) -> None:
+        self.budget.step(stmt.loc)
+        self.statement = stmt
         if isinstance(stmt, A.Input):
             return self.run_input(stmt, scope)
         if isinstance(stmt, A.Return):
@@ -173,13 +186,13 @@ class Resolver(Evaluator, AnnotationBinder):
             if not isinstance(stack, list):
                 raise fail(f"'-> {stmt.push}' pushes onto a list, but '{stmt.push}' is {format_value(stack)}",
                            stmt.push_loc)
-            scope[stmt.push] = stack + [value]
+            scope[stmt.push] = self.budget.value(stack + [value], stmt.push_loc)
 
     def _count(self, stmt: A.Repeat, scope: dict) -> int:
         count = self.constant(stmt.count, scope, "a repeat count")
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise fail(f"repeat count must be a non-negative integer, got {format_value(count)}", stmt.count.loc)
-        return count
+        return self.budget.count(count, "the repeat count", stmt.count.loc)
 
     def run_loop(self, stmt, scope: dict, items: list, kind: str) -> None:
         label = stmt.label or (self._default_label(stmt.body) if kind == "repeat" else None)
@@ -265,7 +278,8 @@ class Resolver(Evaluator, AnnotationBinder):
         full = self.prefix() + local
         region = Region(full, "composite", expr.loc)
         self.regions[full] = region
-        with self.collecting(Frame("composite", local, block=definition.name, loc=expr.loc), region):
+        with self.budget.call(definition.name, expr.loc), \
+                self.collecting(Frame("composite", local, block=definition.name, loc=expr.loc), region):
             try:
                 self.run_body(definition.body, inner)
                 raise fail(f"block '{definition.name}' has no `return`", definition.loc)
@@ -322,6 +336,7 @@ class Resolver(Evaluator, AnnotationBinder):
         return Wire(self.add_node(node))
 
     def add_node(self, node: Node) -> Node:
+        self.budget.node(node.loc)
         if node.name in self.names:
             other = self.names[node.name]
             raise fail(f"node name '{node.name}' is already used by {other.describe()}", node.loc,
