@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from diffc.commands.common import device_option, resolve_device
 from diffc.errors import UserError
 
 vae_option = click.option("--vae", required=True,
@@ -33,7 +34,7 @@ An interrupted run continues where it stopped when rerun with the same settings 
 @click.option("--shard", type=click.IntRange(min=1), default=1024, show_default=True,
               help="images per resumable shard")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of --posterior sample draws")
-@click.option("--device", default="cpu", show_default=True)
+@device_option
 @click.option("--overwrite", is_flag=True, help="replace an existing output file")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 def encode(images, vae, out, convention, resolution, flip, posterior, raw_stats, batch, shard, seed, device,
@@ -41,6 +42,7 @@ def encode(images, vae, out, convention, resolution, flip, posterior, raw_stats,
     """Encode the images under IMAGES into latents for training (one file, with its convention and VAE)."""
     from diffc.autoencoder import Autoencoder
     from diffc.encoding import EncodeOptions, encode_folder, list_images
+    device = resolve_device(device)
     list_images(Path(images))                       # a wrong folder is reported before the (slow) VAE load
     if Path(out).exists() and not overwrite:
         raise UserError(f"{out} already exists", help="choose another -o, or pass --overwrite to replace it")
@@ -61,7 +63,7 @@ Examples:
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="folder for the PNGs")
 @click.option("--n", "count", type=click.IntRange(min=1), default=None, help="decode only the first N")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@device_option
 def decode(latents, vae, out, count, batch, device):
     """Decode a latent file (from `diffc encode` or `diffc sample`) into PNG images (posterior means)."""
     import torch
@@ -69,6 +71,7 @@ def decode(latents, vae, out, count, batch, device):
     from diffc.latent_file import read_latent_file
     from diffc.sampling.generate import to_uint8
     from diffc.sampling.images import pil_image
+    device = resolve_device(device)
     if not Path(latents).is_file():
         raise UserError(f"latent file not found: {latents}")
     data = read_latent_file(latents)

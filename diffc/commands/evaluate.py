@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from diffc.commands.common import resolve_device
 from diffc.commands.sample import sampler_config, sampler_options
 
 
@@ -21,6 +22,7 @@ from diffc.commands.sample import sampler_config, sampler_options
 def eval_cmd(checkpoint, reference, count, extractor, weights, out, **options):
     """Compare samples of CHECKPOINT against a reference set; write metrics and provenance as JSON."""
     from diffc.evaluation.evaluate import evaluate_checkpoint
+    options["device"] = resolve_device(options["device"])
 
     result = evaluate_checkpoint(
         checkpoint, ema=options["ema"], out=out, reference=reference, num_samples=count, extractor=extractor,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from diffc.commands.common import device_option, resolve_device
 from diffc.sampling import DEFAULT_STEPS, ODE_METHODS, SAMPLERS
 
 
@@ -37,7 +38,7 @@ def sampler_options(command):
                      help="class label for every sample (default: drawn from each sample's seed)"),
         click.option("--seed", type=int, default=0, show_default=True, help="sample i uses seed SEED + i"),
         click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True),
-        click.option("--device", default="cpu", show_default=True),
+        device_option,
     ]
     return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
 
@@ -63,6 +64,7 @@ def sample(checkpoint, count, out, grid_count, **options):
     from diffc.sampling.generate import generate, load_bundle, resolve_for
     from diffc.sampling.images import grid_image, pil_image
 
+    options["device"] = resolve_device(options["device"])
     bundle = load_bundle(checkpoint, ema=options["ema"], device=options["device"])
     config = resolve_for(sampler_config(options), bundle.objective)
     out = Path(out)

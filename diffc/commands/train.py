@@ -6,6 +6,7 @@ from pathlib import Path
 import attrs
 import click
 
+from diffc.commands.common import device_option, resolve_device
 from diffc.errors import UserError
 
 
@@ -24,9 +25,13 @@ Examples:
   diffc train specs/dit_dtr.diffspec                       # tiny DiT on the built-in digits, CPU
   diffc train specs/dit_dtr.diffspec --dry-run             # resolved recipe, model summary, memory
   diffc train specs/dit_dtr.diffspec --recipe recipes/dit_digits.yaml --steps 200
+  diffc train specs/dit_dtr.diffspec optimizer.lr=3e-4 batch=128 sample.every=8Ki   # recipe fields
   torchrun --nproc_per_node=4 -m diffc train spec.diffspec --device cuda --bf16
-Durations: images (200Ki, 50000, 1M) or steps ('10k steps'). Re-running resumes from the run directory.""")
+Durations: images (200Ki, 50000, 1M) or steps ('10k steps'). Re-running resumes from the run directory.
+OVERRIDES: any recipe field as key.sub=value (values read as YAML: 3e-4, null, [0.9, 0.95], {lr: 1e-4}),
+checked like the recipe file; the run's recipe.yaml and checkpoints record them.""")
 @click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
 @click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="recipe YAML (overrides the spec's)")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="default: runs/<spec-stem>-<model>")
 @click.option("--model", default=None, help="which model of the spec (default: the spec's default model)")
@@ -38,9 +43,9 @@ Durations: images (200Ki, 50000, 1M) or steps ('10k steps'). Re-running resumes 
 @click.option("--init-from", type=click.Path(), default=None, help="initialise weights from a checkpoint / run dir")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast (GPU)")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (GPU)")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option
 @click.option("--no-progress", is_flag=True, help="no progress bar (logs still go to stats.jsonl)")
-def train(spec, recipe_path, run_dir, model, dry_run, steps, duration, resume, allow_changed, init_from, bf16,
+def train(spec, overrides, recipe_path, run_dir, model, dry_run, steps, duration, resume, allow_changed, init_from, bf16,
           use_compile, device, no_progress):
     """Train SPEC's model with a recipe: the spec's `recipe "..."`, --recipe, or the built-in digits recipe."""
     from diffc.training.recipe import Duration
@@ -49,12 +54,13 @@ def train(spec, recipe_path, run_dir, model, dry_run, steps, duration, resume, a
         raise UserError("give either --steps or --duration, not both")
     if not Path(spec).is_file():
         raise UserError(f"spec file not found: {spec}")
-    if recipe_path:                     # a bad --recipe is reported before the (slower) model build
-        load_recipe(recipe_path)
+    device = resolve_device(device)
+    if recipe_path:                     # a bad --recipe or override is reported before the (slower) model build
+        load_recipe(recipe_path, overrides)
     from diffc.compiler import build_model, emit_module
     built = build_model(spec, model=model, device="meta")     # shapes only: the dry run and the fit check
     chosen = recipe_path or built.recipe_path
-    recipe, text, name = load_recipe(chosen)
+    recipe, text, name = load_recipe(chosen, overrides)
     try:
         override = Duration(steps, "steps") if steps is not None else (Duration.parse(duration) if duration else None)
     except ValueError as exc:
@@ -68,14 +74,15 @@ def train(spec, recipe_path, run_dir, model, dry_run, steps, duration, resume, a
         from diffc.training.preflight import preflight
         from diffc.training.summary import describe
         preflight(built, recipe, base_dir)
-        click.echo(f"# recipe: {name}\n# run directory: {run_dir}\n" + recipe_to_yaml(recipe))
+        given = f"# overrides: {' '.join(overrides)}\n" if overrides else ""
+        click.echo(f"# recipe: {name}\n{given}# run directory: {run_dir}\n" + recipe_to_yaml(recipe))
         click.echo(describe(built, recipe))
         return
     from diffc.training.summary import check_fits
     check_fits(built, recipe, device, _tiny_alternatives(spec, built))
     built = attrs.evolve(built, module=emit_module(built.compiled, "cpu"))   # the loop moves it to `device`
     from diffc.training.loop import train as run_training
-    result = run_training(built, recipe, run_dir, recipe_text=text, recipe_name=name,
+    result = run_training(built, recipe, run_dir, recipe_text=text, recipe_name=name, overrides=overrides,
                           base_dir=base_dir, device=device, resume=resume,
                           allow_changed=allow_changed, init_from=init_from, bf16=bf16, compile=use_compile,
                           progress=not no_progress)

@@ -105,7 +105,8 @@ def _combine(terms: dict, weighting, aux_weights: dict, sample_scale: float, sca
 
 def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "", base_dir: Path | None = None,
           device: str = "cpu", resume: bool = True, allow_changed: bool = False, init_from: str | None = None,
-          bf16: bool = False, compile: bool = False, stop_at: int | None = None, progress: bool = True) -> TrainResult:
+          bf16: bool = False, compile: bool = False, stop_at: int | None = None, progress: bool = True,
+          overrides=()) -> TrainResult:
     """Train `built` (a BuiltModel) with `recipe` into run_dir; returns at the duration (or `stop_at` images)."""
     world = World.from_env(device)
     device = world.device
@@ -144,7 +145,7 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
     model = world.wrap(module, compile)
     meta = {"spec_text": built.spec_text, "spec_hash": built.spec_hash, "spec_path": str(built.spec_path),
             "model_name": built.model_name, "recipe": recipe_dict, "recipe_text": recipe_text,
-            "recipe_name": recipe_name}
+            "recipe_name": recipe_name, "recipe_overrides": list(overrides)}
     count_text = count_formatter(recipe.duration, recipe.batch)
     log = RunLog(run_dir, world.rank == 0, recipe.log.tensorboard, progress, total, nimg, count_text)
     if existing:
@@ -152,7 +153,8 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
     else:
         log.say(f"starting fresh in {run_dir}")
     if world.rank == 0:
-        log.write_text("recipe.yaml", recipe_to_yaml(recipe))
+        given = "".join(f"# override: {text}\n" for text in overrides)
+        log.write_text("recipe.yaml", f"# {recipe_name or 'recipe'}, resolved\n{given}" + recipe_to_yaml(recipe))
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16) if bf16 \
         else contextlib.nullcontext()
     last_path = existing[-1][1] if existing else None

@@ -12,6 +12,7 @@ from diffc.errors import Diagnostic, UserError, attach_source, did_you_mean
 from diffc.text import read_text
 from diffc.training.recipe import DEFAULT_RECIPE_YAML, Duration, Recipe
 from diffc.training.recipe_checks import cross_checks, value_mark
+from diffc.training.recipe_overrides import apply_overrides, is_override_mark
 
 DEFAULT_RECIPE_NAME = "<default recipe>"
 
@@ -102,6 +103,7 @@ class _Located:
 
 def _error(filename: str, mark, message: str, help: str | None = None, end=None) -> Diagnostic:
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+    filename = mark.name if is_override_mark(mark) else filename
     end_col = end.column + 1 if end is not None and mark is not None and end.line == mark.line else None
     return Diagnostic(message, file=filename, line=line, col=col, end_col=end_col, help=help)
 
@@ -186,9 +188,10 @@ def _structure(cls, data, filename: str, where: str, errors: list[Diagnostic], m
     return cls(**kwargs)
 
 
-def parse_recipe(text: str, filename: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
-    """Parse YAML text into a Recipe; raises UserError with every located problem. With `base_dir` (the recipe's
-    folder) data paths are checked on disk too."""
+def parse_recipe(text: str, filename: str = "<recipe>", base_dir: Path | None = None, overrides=()) -> Recipe:
+    """Parse YAML text, with `key.sub=value` overrides on top, into a Recipe; raises UserError with every located
+    problem (an override's at `<override N: text>:1:col`). With `base_dir` (the recipe's folder) data paths are
+    checked on disk too."""
     try:
         _check_size(text, filename)
         node = yaml.compose(text)
@@ -203,27 +206,29 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: Path | None = 
         attach_source(err.diagnostics, {filename: text})
         raise
     errors: list[Diagnostic] = []
+    sources = apply_overrides(data, overrides, located.build, errors) if isinstance(data, dict) else {}
     errors.extend(_error(filename, mark, f"duplicate key '{key}'", "each key may appear once per section")
                   for key, mark in located.duplicates)
     recipe = _structure(Recipe, data, filename, "", errors, getattr(node, "start_mark", None))
     errors.extend(cross_checks(recipe, data, base_dir, lambda key, message, help: _error(
         filename, value_mark(data, key) or getattr(node, "start_mark", None), message, help)))
     if errors:
-        errors.sort(key=lambda d: (d.line or 0, d.col or 0))
-        attach_source(errors, {filename: text})
+        errors.sort(key=lambda d: (d.file != filename, d.file or "", d.line or 0, d.col or 0))
+        attach_source(errors, {filename: text, **sources})
         raise UserError(errors)
     return recipe
 
 
-def load_recipe(path: str | Path | None) -> tuple[Recipe, str, str]:
-    """(recipe, text, name) from a YAML file, or the built-in default when path is None."""
+def load_recipe(path: str | Path | None, overrides=()) -> tuple[Recipe, str, str]:
+    """(recipe, text, name) from a YAML file, or the built-in default when path is None, with `overrides`."""
     if path is None:
-        return parse_recipe(DEFAULT_RECIPE_YAML, DEFAULT_RECIPE_NAME), DEFAULT_RECIPE_YAML, DEFAULT_RECIPE_NAME
+        return (parse_recipe(DEFAULT_RECIPE_YAML, DEFAULT_RECIPE_NAME, overrides), DEFAULT_RECIPE_YAML,
+                DEFAULT_RECIPE_NAME)
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}", file=str(path))
     text = read_text(path, "recipe")
-    return parse_recipe(text, str(path), path.parent), text, str(path)
+    return parse_recipe(text, str(path), path.parent, overrides), text, str(path)
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:

@@ -22,12 +22,12 @@ class World:
     def from_env(cls, device: str = "cpu") -> "World":
         """RANK / WORLD_SIZE / LOCAL_RANK from torchrun; gloo on CPU, nccl on CUDA."""
         size = int(os.environ.get("WORLD_SIZE", "1"))
-        if device == "cuda":
+        if device.startswith("cuda"):
             if not torch.cuda.is_available():
-                raise UserError("--device cuda requested but no CUDA device is available")
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            device = f"cuda:{local}"
+                raise UserError(f"--device {device} requested but no CUDA device is available", help="use --device cpu")
+            if device == "cuda":                   # torchrun: one GPU per process
+                device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            torch.cuda.set_device(device)
         if size == 1:
             return cls(0, 1, device, False)
         import torch.distributed as dist
