@@ -222,7 +222,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: Path | None = 
 def load_recipe(path: str | Path | None, overrides=()) -> tuple[Recipe, str, str]:
     """(recipe, text, name) from a YAML file, or the built-in default when path is None, with `overrides`."""
     if path is None:
-        return (parse_recipe(DEFAULT_RECIPE_YAML, DEFAULT_RECIPE_NAME, overrides), DEFAULT_RECIPE_YAML,
+        return (parse_recipe(DEFAULT_RECIPE_YAML, DEFAULT_RECIPE_NAME, overrides=overrides), DEFAULT_RECIPE_YAML,
                 DEFAULT_RECIPE_NAME)
     path = Path(path)
     if not path.is_file():
