@@ -45,8 +45,8 @@ model Routed = DiT_tiny with {{
 def _pair(window, seed=0):
     torch.manual_seed(seed)
     plain = build_model_from_text(_spec(window).replace("@route", "@mp").split("model Routed")[0]
-                                  + "model Plain = DiT_tiny\n", "./t.diffspec", "Plain").module
-    routed = build_model_from_text(_spec(window), "./t.diffspec", "Routed").module
+                                  + "model Plain = DiT_tiny\n", "./t.diffspec", "Plain", folder=".").module
+    routed = build_model_from_text(_spec(window), "./t.diffspec", "Routed", folder=".").module
     with torch.no_grad():
         for p in plain.parameters():
             p.normal_(0, 0.1)

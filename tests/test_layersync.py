@@ -63,7 +63,7 @@ def test_adaln_zero_init_gives_exactly_minus_one():
 
 def test_several_pairs_each_count():
     text = 'import "specs/dit.diffspec"\nmodel M = DiT_tiny with {\n  @sync(1 -> 3, 2 -> 4, weight = 0.5) blocks\n}\n'
-    built = build_model_from_text(text, "./t.diffspec", "M")
+    built = build_model_from_text(text, "./t.diffspec", "M", folder=".")
     assert built.interface.aux_losses == {"layersync/blocks.0->blocks.2": 0.5, "layersync/blocks.1->blocks.3": 0.5}
     _, aux = built.module(torch.randn(2, 1, 16, 16), torch.tensor([3, 500]), {})
     assert set(aux) == set(built.interface.aux_losses)
@@ -71,10 +71,10 @@ def test_several_pairs_each_count():
 
 def test_named_references_and_incomparable_shapes():
     ok = 'import "specs/dit.diffspec"\nmodel M = DiT_tiny with {\n  @sync(blocks.0 -> blocks.3) model\n}\n'
-    assert compile_program(load_text(ok, "./t.diffspec"), "M").interface.aux_losses == {"layersync": 0.2}
+    assert compile_program(load_text(ok, "./t.diffspec", folder="."), "M").interface.aux_losses == {"layersync": 0.2}
     bad = 'import "specs/dit.diffspec"\nmodel M = DiT_tiny with {\n  @sync(x_embedder -> final_layer) model\n}\n'
     with pytest.raises(UserError) as err:
-        compile_program(load_text(bad, "./t.diffspec"), "M")
+        compile_program(load_text(bad, "./t.diffspec", folder="."), "M")
     d = err.value.diagnostics[0]
     assert "cannot compare 'x_embedder' [64, 128] with 'final_layer' [64, 8]" in d.message
     assert (d.line, d.col) == (3, 9)

@@ -84,6 +84,8 @@ def build_model(spec_path: str | Path, model: str | None = None, device="cpu") -
     return _built(compile_spec(spec_path, model), device, str(spec_path))
 
 
-def build_model_from_text(text: str, filename: str = "<text>", model: str | None = None, device="cpu") -> BuiltModel:
-    """Like build_model, from source text (e.g. the spec stored in a checkpoint; imports must be inlined)."""
-    return _built(compile_program(load_text(text, filename), model), device, filename)
+def build_model_from_text(text: str, filename: str = "<text>", model: str | None = None, device="cpu",
+                          folder: str | Path | None = None) -> BuiltModel:
+    """Like build_model, from source text. Imports come from the files bundled in `text` (a checkpoint's
+    spec), or, only when `folder` is given, from the disk as for a spec file in that folder."""
+    return _built(compile_program(load_text(text, filename, folder), model), device, filename)

@@ -24,10 +24,10 @@ MAX_IMPORT_DEPTH = 32
 MAX_IMPORTED_FILES = 256
 
 
-def spec_roots(entry: str | Path) -> list[str]:
-    """The folders imports of `entry` may read: its own folder and the shipped library (both spellings of
-    each: as written and with symbolic links resolved)."""
-    folders = [Path(entry).parent] + ([SHIPPED_SPECS] if SHIPPED_SPECS.is_dir() else [])
+def spec_roots(folder: str | Path) -> list[str]:
+    """The folders imports may read: `folder` (the named spec's) and the shipped library, both spellings of
+    each (as written and with symbolic links resolved)."""
+    folders = [Path(folder)] + ([SHIPPED_SPECS] if SHIPPED_SPECS.is_dir() else [])
     roots = []
     for folder in folders:
         for spelling in (os.path.abspath(folder), os.path.realpath(folder)):

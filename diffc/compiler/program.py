@@ -62,18 +62,18 @@ def load_program(path: str | Path) -> Program:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"spec file not found: {path}", help="pass the path of a .diffspec file")
-    loader = ImportLoader(_parse_file, spec_roots(path), {})
+    loader = ImportLoader(_parse_file, spec_roots(path.parent), {})
     loader.load(read_text(path, "spec"), str(path))
     return _program(loader.files, str(path))
 
 
-def load_text(text: str, filename: str = "<spec>") -> Program:
-    """A spec from text alone (e.g. stored in a checkpoint): imports come only from a bundle written by
-    Program.text(), never from the disk."""
+def load_text(text: str, filename: str = "<spec>", folder: str | Path | None = None) -> Program:
+    """A spec from text. By default (e.g. text stored in a checkpoint) imports come only from a bundle written
+    by Program.text(), never from the disk; with `folder`, imports are read as for a spec file in it."""
     bundle = split_bundle(text)
     if bundle:
         filename, text = next(iter(bundle.items()))
-    loader = ImportLoader(_parse_file, None, bundle)
+    loader = ImportLoader(_parse_file, None if folder is None else spec_roots(folder), bundle)
     loader.load(text, filename)
     return _program(loader.files, filename)
 
