@@ -12,6 +12,7 @@ from diffc.errors import Interrupted, UserError, did_you_mean
 COMMANDS = {
     "check": "diffc.commands.language:check",
     "compile": "diffc.commands.language:compile_cmd",
+    "export": "diffc.commands.export:export",
     "fmt": "diffc.commands.fmt:fmt",
     "graph": "diffc.commands.graph:graph",
     "blocks": "diffc.commands.language:blocks",

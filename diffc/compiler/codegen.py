@@ -19,7 +19,8 @@ from diffc.compiler import codegen_methods as methods
 from diffc.compiler.ir import nodes_in_order
 
 ARGS = ("self", "x", "noise_level", "cond")
-RESERVED = set(ARGS) | {"n", "ctx", "aux", "torch", "F", "math", "nn", "nm"}
+RUNTIME_NAMES = ("NOISE", "make_context", "route_rows", "stage_members", "slice_context")
+RESERVED = set(ARGS) | set(RUNTIME_NAMES) | {"n", "ctx", "aux", "torch", "F", "math", "nn", "nm", "SimpleNamespace"}
 
 
 class Namer:
@@ -48,6 +49,7 @@ class Target:
     ref: object               # node -> expression for its module (or parameter)
     buffer: object            # buffer name -> expression
     prologue: tuple = ()      # lines run first (e.g. binding the module tuple)
+    force_stage: str = "self.force_stage"   # expression: None, or the stage every sample is sent to
 
 
 @attrs.define

@@ -43,7 +43,7 @@ def stage_prologue(gen) -> None:
     """Per region: the batch rows of each stage, from log-SNR against the boundaries (once per forward)."""
     for r, (_, boundaries) in enumerate(gen.regions):
         bounds = ", ".join(repr(float(b)) for b in boundaries)
-        gen.emit(f"members_{r} = stage_members(ctx.logsnr, ({bounds},), self.force_stage)")
+        gen.emit(f"members_{r} = stage_members(ctx.logsnr, ({bounds},), {gen.target.force_stage})")
 
 
 def stage_slice(gen, value: str, stage) -> str:

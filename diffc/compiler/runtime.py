@@ -1,14 +1,18 @@
-"""Per-forward facts computed once from the noise level: DTR mask rows and multi-stage assignment."""
+"""Per-forward facts computed once from the noise level: DTR mask rows and multi-stage assignment.
+
+Torch-only on purpose: `diffc export` copies these functions into a standalone model file.
+"""
 from __future__ import annotations
 
-import attrs
+from typing import NamedTuple
+
 import torch
 
-from diffc import schedules
+from diffc.compiler.lower_route import mask_starts
+from diffc.schedules import logsnr
 
 
-@attrs.define
-class RunContext:
+class RunContext(NamedTuple):
     noise_level: torch.Tensor        # [N] as given to forward
     noise_fraction: torch.Tensor     # [N] in [0, 1]: 0 clean, 1 pure noise
     logsnr: torch.Tensor | None      # [N] float64, only when stages need it
@@ -27,7 +31,6 @@ def noise_fraction(noise_level: torch.Tensor, noise) -> torch.Tensor:
 
 def route_table(channels: int, window: float, weight: float, tasks: int) -> torch.Tensor:
     """[T, C] binary DTR masks: a window of floor(C beta) ones starting at start[t] (dtr.md, released code)."""
-    from diffc.compiler.lower_route import mask_starts
     active = int(channels * window)
     table = torch.zeros(tasks, channels)
     for t, start in enumerate(mask_starts(channels, window, weight, tasks)):
@@ -48,7 +51,7 @@ def stage_index(logsnr: torch.Tensor, boundaries: list[float]) -> torch.Tensor:
 
 def make_context(noise_level: torch.Tensor, noise, need_logsnr: bool) -> RunContext:
     frac = noise_fraction(noise_level, noise)
-    return RunContext(noise_level, frac, schedules.logsnr(noise_level, noise) if need_logsnr else None)
+    return RunContext(noise_level, frac, logsnr(noise_level, noise) if need_logsnr else None)
 
 
 def stage_members(logsnr: torch.Tensor, boundaries: tuple, force_stage: int | None = None) -> tuple:
