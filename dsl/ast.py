@@ -199,10 +199,26 @@ class BlockDef:
     loc: Loc
 
 
+@attrs.frozen
+class PathSlice:
+    """`blocks[0:4]`, `blocks[::2]`: the iterations of a repeat or for loop a slice selects (0-based)."""
+    start: int | None
+    stop: int | None
+    step: int | None
+
+    def selects(self, index: int) -> bool:
+        start, step = self.start or 0, self.step or 1
+        return index >= start and (self.stop is None or index < self.stop) and (index - start) % step == 0
+
+    def __str__(self) -> str:
+        text = ("" if self.start is None else str(self.start)) + ":" + ("" if self.stop is None else str(self.stop))
+        return text + (f":{self.step}" if self.step is not None else "")
+
+
 @attrs.define
 class OverlayItem:
     annotations: list
-    path: list                      # ["blocks"], ["blocks", 7], ["blocks", "*"], ["model"] for the whole model
+    path: list                      # ["blocks"], ["blocks", 7], ["blocks", "*"], ["blocks", PathSlice], ["model"]
     path_loc: Loc
     loc: Loc
 

@@ -86,6 +86,10 @@ class AstBuilder(Transformer):
     def path_all(self, meta, children):
         return "*"
 
+    def path_slice(self, meta, children):
+        start, stop, step = (None if c is None else int(c) for c in children)
+        return A.PathSlice(start, stop, step)
+
     def param(self, meta, children):
         name, type_, default = children
         return A.Param(str(name), str(type_) if type_ is not None else None, default, self.tloc(name))

@@ -279,7 +279,7 @@ class Printer:
         return wrap(WIDTH, head + "(", arguments([], preset.kwargs), ")" + tail)
 
     def overlay_item(self, depth: int, item: A.OverlayItem) -> None:
-        path = item.path[0] + "".join(f"[{p}]" if p == "*" or isinstance(p, int) else f".{p}" for p in item.path[1:])
+        path = item.path[0] + "".join(f".{p}" if isinstance(p, str) and p != "*" else f"[{p}]" for p in item.path[1:])
         self.code(depth, [annotations(item.annotations) + path], item.loc.line, item.loc.end_line)
 
     def compound(self, depth: int, head: list[str], loc: A.Loc, body: list, print_one) -> None:

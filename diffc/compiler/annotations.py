@@ -117,7 +117,9 @@ class AnnotationBinder:
     # ---- overlays: `model X = Base(...) with { @route(0.8, 4) blocks[*] }` ----------------------------
     def add_overlay(self, item: A.OverlayItem) -> None:
         names = [p for p in item.path if isinstance(p, str) and p != "*"]
-        index = item.path[-1] if isinstance(item.path[-1], int) else None
+        index = item.path[-1] if isinstance(item.path[-1], int | A.PathSlice) else None
+        if isinstance(index, A.PathSlice) and index.step == 0:
+            raise fail("a slice step must be at least 1", item.path_loc, help="e.g. blocks[::2] (every other block)")
         key = ".".join(names)
         for ann in item.annotations:
             self.overlays.setdefault(key, []).append((ann, index, item))
@@ -125,10 +127,11 @@ class AnnotationBinder:
     def overlay_uses(self, target: str, index, target_kind: str, scope: dict) -> list:
         uses = []
         for i, (ann, idx, item) in enumerate(self.overlays.get(target, [])):
-            if idx == index and not (ann.name == "stage" and target_kind == "region"):
+            selected = idx == index or (isinstance(idx, A.PathSlice) and index is not None and idx.selects(index))
+            if selected and not (ann.name == "stage" and target_kind == "region"):
                 self.used_overlays.add((target, i))
                 uses.append(self.bind_annotation(ann, target_kind, target, scope))
-            elif idx == index:
+            elif selected:
                 self.used_overlays.add((target, i))
         return uses
 
