@@ -101,6 +101,7 @@ class InferenceBundle:
     objective: object
     recipe: dict
     info: dict
+    guide: "InferenceBundle | None" = None     # a second network guiding this one (diffc sample --guide)
 
 
 def _profile_name(ema: str, profiles: dict) -> str:

@@ -59,8 +59,9 @@ def test_respaced_alphas_chain():
     assert abar_prev.tolist() == [1.0, ABAR[0].item(), ABAR[499].item()]
 
 
-def chain_std(steps, eta=None):
-    """Std after the discrete chain on Gaussian data (eta None: ancestral, else DDIM(eta)). With the exact eps
+def chain_std(steps, eta=None, fixed="small"):
+    """Std after the discrete chain on Gaussian data (eta None: ancestral with fixed variance beta~_t ("small")
+    or beta_t ("large"), else DDIM(eta)). With the exact eps
     every step is affine, x <- a x + b + sqrt(v) z, so Var <- a^2 Var + v: computed here without the sampler code."""
     abar = ABAR[steps].tolist()
     variance = 1.0
@@ -71,7 +72,7 @@ def chain_std(steps, eta=None):
         slope_x0 = (1 - math.sqrt(1 - abar[k]) * slope_eps) / math.sqrt(abar[k])
         if eta is None:
             a = beta * math.sqrt(prev) / (1 - abar[k]) * slope_x0 + (1 - prev) * math.sqrt(1 - beta) / (1 - abar[k])
-            v = beta * (1 - prev) / (1 - abar[k]) if k else 0.0
+            v = (beta * (1 - prev) / (1 - abar[k]) if fixed == "small" else beta) if k else 0.0
         else:
             v = eta ** 2 * (1 - prev) / (1 - abar[k]) * (1 - abar[k] / prev)
             a = math.sqrt(prev) * slope_x0 + math.sqrt(1 - prev - v) * slope_eps
@@ -79,12 +80,14 @@ def chain_std(steps, eta=None):
     return math.sqrt(variance)
 
 
-def test_ancestral_matches_discrete_chain_variance():
+@pytest.mark.parametrize("variance", ["small", "large"])
+def test_ancestral_matches_discrete_chain_variance(variance):
     n = 2000
     steps = ddpm.respaced_timesteps(1000, 50)
-    out = ddpm.ddpm_ancestral(exact_eps, start_noise(n, (1, 2, 2)), ABAR, steps, SeededNoise(range(10_000, 10_000 + n)))
+    out = ddpm.ddpm_ancestral(exact_eps, start_noise(n, (1, 2, 2)), ABAR, steps, SeededNoise(range(10_000, 10_000 + n)),
+                              variance=variance)
     assert out.mean().item() == pytest.approx(MU, abs=0.03)
-    assert out.std().item() == pytest.approx(chain_std(steps), abs=0.02)
+    assert out.std().item() == pytest.approx(chain_std(steps, fixed=variance), abs=0.02)
     assert chain_std(steps) < chain_std(ddpm.respaced_timesteps(1000, 1000)) < S + 0.01
 
 

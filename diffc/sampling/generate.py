@@ -13,7 +13,7 @@ from diffc.errors import UserError, did_you_mean
 from diffc.interface import CONTROL_FIELDS, NO_AUGMENTATION
 from diffc.sampling import (DIFFUSERS_SAMPLERS, DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_METHODS, SAMPLERS, ddpm, edm,
                             flow, sampler_families)
-from diffc.sampling.guidance import GuidedModel
+from diffc.sampling.guidance import GuidedModel, NetworkGuidance
 from diffc.sampling.noise import SeededNoise
 
 
@@ -26,7 +26,10 @@ class SamplerConfig:
     guidance: float = 1.0                 # classifier-free guidance scale on all conditions (1 = off)
     semantic_guidance: float | None = None  # disentangled guidance: semantic scale (conditioning.md)
     control_guidance: float | None = None   # disentangled guidance: control scale
-    guidance_channels: int | None = None  # guide only the first k output channels (None = all)
+    guidance_channels: int | None = None  # guide only the first k output channels (None: the C sample channels;
+                                          # a learned variance comes from the conditional branch; 3 = DiT's CFG)
+    variance: str = "large"               # DDPM fixed variance: large (beta_t, ADM/DiT) | small (posterior)
+    clip_denoised: bool | None = None     # DDPM/DDIM: clip predicted x0 to [-1, 1]; None: pixel models yes, latent no
     sigma_min: float = 0.002              # EDM rho schedule
     sigma_max: float = 80.0
     rho: float = 7.0
@@ -45,6 +48,9 @@ class SamplerConfig:
             raise UserError(f"sampler '{sampler}' is for {' and '.join(sampler_families(sampler))} models; this "
                             f"model's objective is {family}",
                             help=f"use one of: {', '.join(fitting)}")
+        if self.variance not in ddpm.FIXED_VARIANCES:
+            raise UserError(f"unknown fixed variance '{self.variance}'",
+                            help=did_you_mean(self.variance, ddpm.FIXED_VARIANCES))
         if self.ode_method not in ODE_METHODS:
             raise UserError(f"unknown ODE method '{self.ode_method}'", help=did_you_mean(self.ode_method, ODE_METHODS))
         if family == "edm" and not 0 < self.sigma_min < self.sigma_max:
@@ -85,18 +91,26 @@ def sample_images(bundle, seeds, config: SamplerConfig, labels=None, device="cpu
     interface = bundle.interface
     x = noise.randn(interface.sample_shape)
     cond = build_condition(interface, noise, labels, device)
-    guided = GuidedModel(bundle.module, config.guidance, config.semantic_guidance, config.control_guidance,
-                         config.guidance_channels)
+    guide = getattr(bundle, "guide", None)
+    guided = GuidedModel(bundle.module, 1.0 if guide else config.guidance, config.semantic_guidance,
+                         config.control_guidance, config.guidance_channels or interface.sample_shape[0])
+    by_network = NetworkGuidance(bundle, guide, config.guidance, cond) if guide else None
     with torch.no_grad():
         if config.sampler in DIFFUSERS_SAMPLERS:
+            if by_network:
+                raise UserError(f"--guide is not available with the diffusers sampler '{config.sampler}'",
+                                help="use the ddpm, ddim, heun, euler, ode or sde sampler")
             return _sample_diffusers(guided, objective, interface, x, cond, noise, config)
         if objective.family == "ddpm":
-            return _sample_ddpm(guided, objective, interface, x, cond, noise, config)
+            return _sample_ddpm(guided, objective, interface, x, cond, noise, config, by_network,
+                                clip_denoised(bundle, config))
         if objective.family == "edm":
             sigmas = edm.edm_sigmas(config.steps, config.sigma_min, config.sigma_max, config.rho)
-            return edm.edm_sample(lambda x_, s: objective.denoise(guided, x_, s, cond), x, sigmas, noise,
+            denoise = lambda x_, s: objective.denoise(guided, x_, s, cond)  # noqa: E731
+            return edm.edm_sample(by_network.wrap(denoise, "denoise") if by_network else denoise, x, sigmas, noise,
                                   heun=config.sampler == "heun", churn=config.churn)
         velocity = lambda x_, t: objective.velocity(guided, x_, t, cond)  # noqa: E731
+        velocity = by_network.wrap(velocity, "velocity") if by_network else velocity
         shift = flow_time_shift(objective)
         if config.sampler == "sde":
             return flow.flow_sde(velocity, x, noise, config.steps, shift=shift)
@@ -113,7 +127,16 @@ def flow_time_shift(objective) -> float:
     return float(getattr(getattr(objective, "cfg", None), "shift", 1.0))
 
 
-def _sample_ddpm(guided, objective, interface, x, cond, noise, config):
+def clip_denoised(bundle, config: SamplerConfig) -> bool:
+    """ADM's clip_denoised: on for pixel models, off for latent ones (DiT samples with it off), unless set."""
+    if config.clip_denoised is not None:
+        return config.clip_denoised
+    recipe = getattr(bundle, "recipe", None) or {}
+    latent = (recipe.get("data") or {}).get("name") == "latents" or bool((recipe.get("autoencoder") or {}).get("path"))
+    return not latent
+
+
+def _sample_ddpm(guided, objective, interface, x, cond, noise, config, by_network, clip):
     channels = interface.sample_shape[0]
 
     def predict(x_t, t):
@@ -121,10 +144,13 @@ def _sample_ddpm(guided, objective, interface, x, cond, noise, config):
         variance = out[:, channels:] if objective.learned_variance else None
         return objective.eps_from_output(out[:, :channels], x_t, t), variance
 
+    if by_network:
+        predict = by_network.wrap(predict, "eps")
     timesteps = ddpm.respaced_timesteps(objective.steps, config.steps)
     if config.sampler == "ddim":
-        return ddpm.ddim(predict, x, objective.alphas_cumprod, timesteps, noise, config.eta)
-    return ddpm.ddpm_ancestral(predict, x, objective.alphas_cumprod, timesteps, noise, objective.learned_variance)
+        return ddpm.ddim(predict, x, objective.alphas_cumprod, timesteps, noise, config.eta, clip)
+    return ddpm.ddpm_ancestral(predict, x, objective.alphas_cumprod, timesteps, noise, objective.learned_variance,
+                               config.variance, clip)
 
 
 def _sample_diffusers(guided, objective, interface, x, cond, noise, config):

@@ -105,3 +105,64 @@ class GuidedModel(torch.nn.Module):
         if condition.kind == "control":
             return torch.full((n, *condition.dims), float("nan"), device=device)
         return None
+
+
+def untrained_null_conditions(bundle, scale: float, semantic_scale=None, control_scale=None) -> list[str]:
+    """Warnings for conditions the guidance drops although training never dropped them (dropout 0): their
+    unconditional branch was never trained, so guiding extrapolates from an untrained output."""
+    recipe_cond = (getattr(bundle, "recipe", None) or {}).get("conditioning") or {}
+    disentangled = semantic_scale is not None or control_scale is not None
+    if disentangled:    # semantic guidance drops the semantic conditions; control guidance drops both groups
+        guided = {s for s in (semantic_scale, control_scale) if s is not None} != {1.0}
+        groups = ({"semantic"} | ({"control"} if control_scale not in (None, 1.0) else set())) if guided else set()
+    else:
+        groups = {"semantic", "control"} if scale != 1.0 else set()
+    warnings = []
+    for c in bundle.interface.conditions:
+        override = recipe_cond.get(f"{c.kind}_dropout")
+        rate = c.dropout if override is None else override
+        if c.group in groups and rate == 0:
+            warnings.append(f"warning: guidance drops condition '{c.name}', which was trained with dropout 0: the "
+                            "model never learned its unconditional output (train with @drop(p) or guide with "
+                            "--guide, a separately trained network)")
+    return warnings
+
+
+# EDM2 (Karras et al. 2024, Sec. 5; generate_images.py) and autoguidance (Karras et al. 2024b, Eq. 1):
+# D_w(x; sigma) = D_g(x; sigma) + w (D_1(x; sigma) - D_g(x; sigma)), each network through its own parameterisation.
+class NetworkGuidance:
+    """Guidance by a second network (`diffc sample CKPT --guide CKPT2 --guidance w`): combines what the sampler
+    integrates (DDPM eps, EDM denoiser D, flow velocity v); a learned variance comes from the main network."""
+
+    def __init__(self, main, guide, scale: float, cond: dict):
+        self.guide, self.scale = guide, float(scale)
+        a, b = main.objective, guide.objective
+        if a.family != b.family or tuple(main.interface.sample_shape) != tuple(guide.interface.sample_shape):
+            raise UserError(f"--guide: the guiding network is a {b.family} model of samples "
+                            f"{tuple(guide.interface.sample_shape)}, the main one a {a.family} model of samples "
+                            f"{tuple(main.interface.sample_shape)}",
+                            help="guide with a network of the same kind of objective and sample shape")
+        if a.family == "ddpm" and not torch.equal(a.alphas_cumprod, b.alphas_cumprod):
+            raise UserError("--guide: the two DDPM networks use different noise schedules",
+                            help="guide with a network trained on the same timestep schedule")
+        names = {c.name for c in guide.interface.conditions}
+        self.guide_cond = {k: v for k, v in cond.items() if k.removesuffix(".mask") in names}
+
+    def _guide_value(self, quantity: str, x, level):
+        g, cond = self.guide, self.guide_cond
+        if quantity == "denoise":
+            return g.objective.denoise(g.module, x, level, cond)
+        if quantity == "velocity":
+            return g.objective.velocity(g.module, x, level, cond)
+        out = g.module(x, level, cond)[0][:, :g.objective.channels]
+        return g.objective.eps_from_output(out, x, level)
+
+    def wrap(self, main_fn, quantity: str):
+        """`main_fn(x, level)` guided by the second network; quantity: denoise | velocity | eps (returns a pair)."""
+        def guided(x, level):
+            main = main_fn(x, level)
+            ref = self._guide_value(quantity, x, level)
+            if quantity == "eps":
+                return ref + self.scale * (main[0] - ref), main[1]
+            return ref + self.scale * (main - ref)
+        return guided
