@@ -93,14 +93,14 @@ def test_every_spec_writes_dot_mermaid_html(spec, tmp_path, monkeypatch):
     mermaid = draw(spec, tmp_path / "mmd" / "g.mmd").read_text()
     assert "flowchart TB" in mermaid and "-->" in mermaid
     page = draw(spec, tmp_path / "html" / "g.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "flowchart TB" in page
+    assert page.startswith("<!DOCTYPE html>") and "<script src" not in page and "flowchart TB" in page
 
 
 def check_graphviz_outputs(spec: Path, tmp_path: Path) -> None:
     assert "<svg" in draw(spec, tmp_path / "svg" / "g.svg").read_text()
     assert draw(spec, tmp_path / "png" / "g.png").read_bytes().startswith(b"\x89PNG")
     page = draw(spec, tmp_path / "html" / "g.html").read_text()
-    assert "<svg" in page and "<?xml" not in page and "<script" not in page
+    assert "<svg" in page and "<?xml" not in page and "<script src" not in page and 'id="viewport"' in page
 
 
 @pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")

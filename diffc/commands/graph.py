@@ -19,7 +19,7 @@ Examples:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Output file; its extension picks the format (.dot .mmd .html .svg .png). Default: DOT on stdout.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Format, overriding the extension.")
-@click.option("--expand", is_flag=True, help="One node per layer instead of folding repeats (`blocks x28`).")
+@click.option("--expand", is_flag=True, help="One node per layer instead of folding repeated blocks (`blocks x28`).")
 @error_format_option
 def graph(spec, model, output, fmt, expand, error_format):
     """Draw SPEC's model: composites as clusters, shapes on edges, @sync dashed, @route/@mp/@stage coloured.

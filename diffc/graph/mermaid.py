@@ -5,10 +5,11 @@ Mermaid keyword such as `end`; every label is quoted, with `"` written as `#quot
 """
 from __future__ import annotations
 
-from diffc.graph.dot import SYNC_COLOUR
+from diffc.graph.dot import SKIP_COLOUR, SYNC_COLOUR
 from diffc.graph.view import Cluster, GraphView, ViewNode
 
-NODE_SHAPES = {"input": ('(["', '"])'), "output": ('(("', '"))'), "folded": ('[["', '"]]'), "block": ('["', '"]')}
+NODE_SHAPES = {"input": ('(["', '"])'), "output": ('(("', '"))'), "folded": ('[["', '"]]'), "block": ('["', '"]'),
+               "fanout": ('>"', '"]')}
 
 
 def render_mermaid(view: GraphView) -> str:
@@ -24,6 +25,10 @@ def render_mermaid(view: GraphView) -> str:
     sync_links = [str(i) for i, edge in enumerate(view.edges) if edge.sync]
     if sync_links:
         out.append(f"  linkStyle {','.join(sync_links)} stroke:{SYNC_COLOUR},color:{SYNC_COLOUR}")
+    skip_links = [str(i) for i, edge in enumerate(view.edges) if edge.skip]
+    if skip_links:
+        out.append(f"  linkStyle {','.join(skip_links)} stroke:{SKIP_COLOUR},stroke-width:2px")
+    out += [f"  style {ids[n.id]} stroke-dasharray:4 3,stroke-width:2px" for n in view.nodes.values() if n.partial]
     return "\n".join(out) + "\n"
 
 
@@ -39,7 +44,7 @@ def _subgraph_body(view: GraphView, cluster: Cluster, ids: dict, subgraph_ids: d
 
 
 def _label(node: ViewNode) -> str:
-    return "<br/>".join(_text(part) for part in [f"<b>{node.heading}</b>", node.detail, *node.badges])
+    return "<br/>".join(_text(part) for part in [f"<b>{node.heading}</b>", node.detail, *node.badges, *node.feeds])
 
 
 def _text(text: str) -> str:

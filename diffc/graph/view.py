@@ -1,11 +1,14 @@
 """The view model `diffc graph` draws, built from a compiled model's IR (plain Python, no torch).
 
 Folded (the default): every node of a `repeat` becomes one node (`blocks x28`, the block type and the
-per-iteration output shape), and the stage copies of a `@stage` region share one cluster ("x3 stages").
-Expanded: one view node per IR node. Composites, regions, loops and stages become clusters. The renderers
-(dot, mermaid, html) read only this model.
+per-iteration output shape), and the stage copies of a `@stage` region share one cluster ("x3 stages");
+then diffc.graph.fold folds runs of the same block kind and shape, draws wide fan-outs (an embedding read by
+every block) once and marks skip connections. Expanded: one view node per IR node. Composites, regions,
+loops and stages become clusters. The renderers (dot, mermaid, html) read only this model.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import attrs
 
@@ -14,7 +17,7 @@ from diffc.registry import REGISTRY
 from diffc.registry.core import format_value
 from diffc.registry.shapes import fmt
 
-FILLS = {"input": "#dbe8fb", "output": "#e6e6e6", "folded": "#efe6fa", "block": "#ffffff"}
+FILLS = {"input": "#dbe8fb", "output": "#e6e6e6", "folded": "#efe6fa", "block": "#ffffff", "fanout": "#fafafa"}
 ANNOTATION_FILLS = {"route": "#fde2b8", "mp": "#d3efd6", "tap": "#fff4b3"}   # first match colours a node
 STAGE_FILLS = ["#e3f1fb", "#fbe9e3", "#eaf7e3", "#f6e3fb", "#fbf7e3"]
 REGION_FILL = "#f7f7f7"
@@ -33,6 +36,8 @@ class ViewNode:
     badges: list = attrs.Factory(list)
     fill: str = FILLS["block"]
     count: int = 1                   # iterations folded into this node
+    partial: bool = False            # an annotation covers only some of the folded iterations
+    feeds: list = attrs.Factory(list)  # fan-out sources read here but drawn once (diffc.graph.fold)
 
     @property
     def where(self) -> str:
@@ -43,13 +48,20 @@ class ViewNode:
         return f"{self.title} x{self.count}" if self.kind == "folded" else self.title
 
     @property
+    def short_where(self) -> str:
+        """`edm2.diffspec:35`: the spec file's name and line (imported library specs differ from the entry)."""
+        return f"{Path(self.file).name}:{self.line}"
+
+    @property
     def detail(self) -> str:
-        """The second label line: block (and shape where no edge shows it) and spec line."""
+        """The second label line: block (and shape where no edge shows it) and spec file:line."""
         if self.kind == "input":
-            return f"{self.block}{self.shape} · L{self.line}"
+            return f"{self.block}{self.shape} · {self.short_where}"
         if self.kind == "folded":
-            return f"{self.block} · out {self.shape} · L{self.line}"
-        return f"{self.block} · L{self.line}"
+            return f"{self.block} · out {self.shape} · {self.short_where}"
+        if self.kind == "fanout":
+            return self.block
+        return f"{self.block} · {self.short_where}"
 
 
 @attrs.define
@@ -58,6 +70,7 @@ class ViewEdge:
     dst: str
     label: str                       # the tensor shape, or the @sync text
     sync: bool = False
+    skip: bool = False               # a shortcut inside the sample stream (U-Net skip), diffc.graph.fold
 
 
 @attrs.define
@@ -80,6 +93,7 @@ class GraphView:
     edges: list
     root: Cluster
     folded: bool
+    legend: list = attrs.Factory(list)   # (fill or edge style, meaning) rows, diffc.graph.fold.legend_rows
 
     def clusters(self):
         """Every cluster below the root, parents before children."""
@@ -154,8 +168,15 @@ def build_view(compiled, expand: bool = False) -> GraphView:
     builder.add_sync_edges()
     _prune(builder.root)
     model_badges = [annotation_text(u) for u in model.annotations if u.target_kind == "model"]
-    return GraphView(model.name, str(compiled.program.entry.path), model_badges, builder.nodes, builder.edges,
+    view = GraphView(model.name, str(compiled.program.entry.path), model_badges, builder.nodes, builder.edges,
                      builder.root, folded=not expand)
+    from diffc.graph import fold
+    if not expand:
+        fold.fold_runs(view)
+        fold.draw_fanouts_once(view, {inp.name for inp in model.inputs if inp.kind == "sample"})
+    fold.mark_skips(view, {inp.name for inp in model.inputs if inp.kind == "sample"})
+    view.legend = fold.legend_rows(view)
+    return view
 
 
 class _Builder:
@@ -198,10 +219,12 @@ class _Builder:
         blocks = ", ".join(dict.fromkeys(n.block for n in first))
         shape = " ".join(fmt(s) for s in first[-1].out_shapes or ())
         badges = [annotation_text(u) for u in region.annotations if u.name != "sync"]
-        fills = [fill for fill in map(_annotation_fill, first) if fill != FILLS["block"]]
+        partial = _partial_badges(region.iterations, set(badges))
+        fills = [fill for it in region.iterations for fill in map(_annotation_fill, it) if fill != FILLS["block"]]
         fill = fills[0] if fills else FILLS["folded"]
         return ViewNode(view_id, view_id, blocks, "folded", shape, region.loc.file, region.loc.line,
-                        self.source(region.loc), badges, fill, count=len(region.iterations))
+                        self.source(region.loc), badges + partial, fill, count=len(region.iterations),
+                        partial=bool(partial))
 
     def _input(self, inp) -> ViewNode:
         badges = [annotation_text(u) for u in inp.annotations]
@@ -299,6 +322,24 @@ def _prune(cluster: Cluster) -> None:
         else:
             children.append(child)
     cluster.children = children
+
+
+def _partial_badges(iterations: list, whole: set) -> list:
+    """`@route(0.8, 4.0) on [0:4] (4 of 28)` for each annotation that only some iterations carry."""
+    carried: dict[str, list] = {}
+    for index, nodes in enumerate(iterations):
+        texts = {annotation_text(u) for n in nodes for u in n.annotations if u.name not in ("sync", "stage")}
+        for text in texts - whole:
+            carried.setdefault(text, []).append(index)
+    return [f"{text} on {index_ranges(found)} ({len(found)} of {len(iterations)})"
+            for text, found in carried.items() if len(found) < len(iterations)]
+
+
+def index_ranges(indices: list) -> str:
+    """[0, 1, 2, 3] -> `[0:4]`; [1] -> `[1]`; [0, 2, 5] -> `[0, 2, 5]` (0-based, slice ends exclusive)."""
+    if len(indices) > 1 and indices == list(range(indices[0], indices[-1] + 1)):
+        return f"[{indices[0]}:{indices[-1] + 1}]"
+    return "[" + ", ".join(map(str, indices)) + "]"
 
 
 def _unique(uses) -> list:

@@ -75,7 +75,8 @@ def make_scheduler(sampler: str, family: str, alphas_cumprod=None, parameterizat
 
 def run_scheduler(scheduler, model_output, x, steps: int, generators=None, **step_options):
     """The diffusers sampling loop: `model_output(x_in, i)` (i: the step's index into the scheduler's timesteps
-    and sigmas) returns what the scheduler's prediction type names; `generators` (one per sample) feed the stochastic schedulers; `step_options` go to every step()."""
+    and sigmas) returns what the scheduler's prediction type names; `generators` (one per sample) feed the
+    stochastic schedulers; `step_options` go to every step()."""
     scheduler.set_timesteps(steps, device=x.device)
     stochastic = {"generator": generators} if "generator" in inspect.signature(scheduler.step).parameters else {}
     x = x * scheduler.init_noise_sigma
