@@ -9,16 +9,9 @@ import torch
 
 from diffc.compiler import build_model, compile_spec
 from diffc.compiler.export import export_source
-from diffc.compiler.summary import dummy_inputs
 
 from cli_helpers import run_cli
-
-SPECS = Path(__file__).resolve().parents[1] / "specs"
-# (spec, model): the small model of every shipped spec that has one
-MODELS = [("adm_unet", "ADM_tiny"), ("adm_unet_dtr", "ADM_tiny_DTR"), ("adm_unet_dtr", "ADM_tiny_DTR_attention"),
-          ("dit", "DiT_tiny"), ("dit_disentangled", "DiT_disentangled_tiny"), ("dit_dtr", "DiT_tiny_DTR"),
-          ("edm2_tiny", "edm2_tiny"), ("multistage_unet", "MultistageDDPMpp_tiny"), ("sit_layersync", "SiT_tiny"),
-          ("sit_layersync", "SiT_tiny_LayerSync"), ("study", "DTR"), ("study", "LayerSync"), ("study", "MultiStage")]
+from small_models import MODELS, SPECS, inputs
 
 # Runs in a fresh interpreter (-I: no PYTHONPATH, no user site, no script folder) with diffc blocked.
 RUNNER = r'''
@@ -53,17 +46,6 @@ torch.save(results, sys.argv[2])
 '''
 
 
-def _inputs(interface, gen, n=6):
-    x, _, cond = dummy_inputs(interface, "cpu", batch=n)
-    x = torch.randn(x.shape, generator=gen)
-    t = {"timestep": torch.tensor([0.0, 10, 300, 500, 800, 999]), "time": torch.linspace(0.01, 0.99, n),
-         "sigma": torch.tensor([0.01, 9.0, 1.0, 40.0, 2.4, 3.0])}[interface.noise.kind]
-    for c in interface.conditions:
-        cond[c.name] = (torch.randint(0, c.classes, (n,), generator=gen) if c.kind == "label"
-                        else torch.randn(n, *c.dims, generator=gen))
-    return x, t, cond
-
-
 def test_every_shipped_small_model_runs_standalone_with_identical_outputs(tmp_path):
     cases, expected = {}, {}
     gen = torch.Generator().manual_seed(0)
@@ -81,7 +63,7 @@ def test_every_shipped_small_model_runs_standalone_with_identical_outputs(tmp_pa
         with torch.no_grad():
             for p in module.parameters():
                 p.copy_(0.1 * torch.randn(p.shape, generator=gen))
-        x, t, cond = _inputs(compiled.interface, gen)
+        x, t, cond = inputs(compiled.interface, gen)
         with torch.no_grad():
             pred, aux = module.eval()(x, t, cond)
         cases[name] = {"file": str(path), "class": name, "state": module.state_dict(), "x": x, "t": t, "cond": cond}

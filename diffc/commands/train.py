@@ -42,7 +42,7 @@ checked like the recipe file; the run's recipe.yaml and checkpoints record them.
 @click.option("--allow-changed", is_flag=True, help="resume even if the spec or recipe changed")
 @click.option("--init-from", type=click.Path(), default=None, help="initialise weights from a checkpoint / run dir")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast (GPU)")
-@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (GPU)")
+@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (inductor; CPU or GPU)")
 @device_option
 @click.option("--no-progress", is_flag=True, help="no progress bar (logs still go to stats.jsonl)")
 def train(spec, overrides, recipe_path, run_dir, model, dry_run, steps, duration, resume, allow_changed, init_from, bf16,

@@ -66,3 +66,9 @@ def stage_members(logsnr: torch.Tensor, boundaries: tuple, force_stage: int | No
 
 def slice_context(ctx: RunContext, rows: torch.Tensor) -> RunContext:
     return RunContext(ctx.noise_level[rows], ctx.noise_fraction[rows], None if ctx.logsnr is None else ctx.logsnr[rows])
+
+
+def allow_dynamic_stage_rows() -> dict:
+    """torch._dynamo settings under which `@stage` routing compiles as one graph: a stage's rows come from
+    `nonzero`, whose size depends on the data, and dynamo keeps such ops in the graph only when asked."""
+    return {"capture_dynamic_output_shape_ops": True}

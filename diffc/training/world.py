@@ -39,8 +39,11 @@ class World:
         """DDP (and torch.compile) around the module; checkpoints always save the unwrapped module."""
         model = module
         if compile:
-            if not str(self.device).startswith("cuda"):
-                raise UserError("--compile is meant for GPU runs", help="drop --compile on CPU")
+            import torch._dynamo
+
+            from diffc.compiler.runtime import allow_dynamic_stage_rows
+            for key, value in allow_dynamic_stage_rows().items():   # one graph with @stage rows too
+                setattr(torch._dynamo.config, key, value)
             model = torch.compile(model)
         if self.ddp:
             from torch.nn.parallel import DistributedDataParallel
