@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import sys
 from typing import Iterable, Sequence
 
 import attrs
@@ -88,6 +89,11 @@ def fail(message: str, loc, help: str | None = None, notes=()) -> SpecError:
     """SpecError at `loc` (a diffc.dsl.ast.Loc: file, line, col and `single_line_end()`), ready to raise."""
     return SpecError(Diagnostic(message, loc.file, loc.line, loc.col, loc.single_line_end(), help=help,
                                 notes=list(notes)))
+
+
+def note(message: str) -> None:
+    """Tell the user something they should know that is not an error (on stderr, never on stdout)."""
+    print(f"note: {message}", file=sys.stderr)
 
 
 def attach_source(diags: Iterable[Diagnostic], sources: dict[str, str]) -> None:

@@ -48,3 +48,49 @@ def test_overlay_slice_errors_are_located():
         compile_text(NET + "model M = Net with {\n  @route(0.8, 4) blocks[6:]\n}\n", "M")
     d = err.value.diagnostics[0]
     assert (d.line, d.col) == (13, 18) and "overlay target 'blocks[6:]' matches nothing" in d.message
+
+
+def test_rebinding_in_an_unlabeled_for_loop_numbers_the_nodes():
+    text = NET.replace("  blocks: repeat depth {", "  for i in range(2) {\n    h = dit_block(h, c, heads = 4)\n  }\n"
+                                                   "  blocks: repeat depth {")
+    c = compile_text(text)
+    assert ["h", "h.0", "h.1"] == [n for n in c.graph.nodes if n.split(".")[0] == "h"]
+    assert c.graph.has_edge("h.0", "h.1") and c.graph.has_edge("h.1", "blocks.0")     # h carried across
+
+
+def test_dotted_as_names_are_full_names_not_prefixed_twice():
+    text = NET.replace("    h = dit_block(h, c, heads = 4)\n", "    h = dit_block(h, c, heads = 4) as \"blocks.{i}.block\"\n"
+                       "    h = h * 0.5 as \"half\"\n").replace("repeat depth {", "repeat depth as i {")
+    names = list(compile_text(text).graph.nodes)
+    assert "blocks.3.block" in names and "blocks.3.half" in names          # a one-part name keeps the label
+    assert not any(n.startswith("blocks.3.blocks") for n in names)
+
+
+def test_reversed_and_sum_for_a_unet_decoder():
+    text = NET.replace("  blocks: repeat depth {", "  n = sum([1, 2, 3]) - 5\n  ws = []\n"
+                       "  for level, m in reversed(enumerate([1, 2])) {\n    ws = ws + [level * 10 + m]\n  }\n"
+                       "  blocks: repeat depth {").replace("out = 1)", "out = n * (ws[0] - ws[1] - 10))")
+    assert compile_text(text).interface.out_channels == 1        # ws == [12, 1], n == 1
+
+
+def test_a_spec_without_default_says_which_model_it_chose(tmp_path, capsys):
+    from test_spec_trust import run_main
+    spec = tmp_path / "two.diffspec"
+    spec.write_text(NET + "model Small = Net(depth = 1)\n")
+    code, out, err = run_main(["check", spec], capsys)
+    assert code == 0 and "ok: Small:" in out
+    assert "note: " in err and "two.diffspec has no `default` line, so its last model 'Small' is used " \
+                               "(models: Net, Small; choose with --model)" in err
+    code, out, err = run_main(["check", spec, "--model", "Net"], capsys)
+    assert code == 0 and "note" not in err
+
+
+def test_a_wrong_model_flag_points_at_the_model_list(tmp_path, capsys):
+    from test_spec_trust import run_main
+    spec = tmp_path / "m.diffspec"
+    spec.write_text('import "dit.diffspec"\n' + NET.replace("diffspec 1\n", "").replace("model Net", "model Mine"))
+    code, out, err = run_main(["check", spec, "--model", "Mien"], capsys)
+    assert code == 2
+    assert f"{spec}: error: --model Mien: this spec has no model or preset of that name" in err
+    assert f"= note: models in {spec}: Mine" in err and "did you mean 'Mine'?" in err
+    assert "import" not in err                                  # not located at the import line

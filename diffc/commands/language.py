@@ -25,7 +25,7 @@ def check(spec, model, all_models, error_format):
     from diffc.compiler.program import load_program
     start = time.perf_counter()
     program = load_program(spec)
-    names = program.model_names() if all_models else [model or program.default_model()]
+    names = program.model_names() if all_models else [program.choose_model(model)]
     results = []
     for name in names:
         compiled = compile_program(program, name)

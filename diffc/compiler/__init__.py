@@ -46,7 +46,7 @@ def compile_program(program: Program, model: str | None = None) -> Compiled:
     """resolve -> check -> lower -> (re-check substituted blocks); raises UserError with sources attached."""
     sources = program.sources()
     try:
-        name = model or program.default_model()
+        name = program.choose_model(model)
         graph = check(resolve(program, name), sources)
         graph = check(lower(graph), sources)
         return Compiled(program, graph, interface_of(graph), name)

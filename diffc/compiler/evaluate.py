@@ -43,7 +43,8 @@ def _range_length(*args) -> int:
 
 BUILTINS = {"range": lambda *a: list(range(*a)), "len": len, "min": min, "max": max, "abs": abs,
             "int": int, "float": float, "round": round, "enumerate": lambda xs: [list(p) for p in enumerate(xs)],
-            "zip": lambda *xs: [list(p) for p in zip(*xs)], "logsnr": _logsnr, "sigma": _sigma}
+            "zip": lambda *xs: [list(p) for p in zip(*xs)], "reversed": lambda xs: list(reversed(xs)), "sum": sum,
+            "logsnr": _logsnr, "sigma": _sigma}
 
 
 class Evaluator:

@@ -10,7 +10,7 @@ import attrs
 from diffc.compiler.imports import ImportLoader, spec_roots
 from diffc.dsl import ast as A
 from diffc.dsl.parser import parse
-from diffc.errors import Diagnostic, UserError, attach_source, did_you_mean
+from diffc.errors import Diagnostic, UserError, attach_source, did_you_mean, note
 from diffc.text import read_text
 
 SUPPORTED_VERSIONS = (1,)
@@ -55,6 +55,26 @@ class Program:
         if not entry_models:
             raise UserError(f"{self.entry.path}: no model is defined in this spec", help="write `model Name(...) { ... }`")
         return entry_models[-1]
+
+    def choose_model(self, model: str | None) -> str:
+        """The model to build: `model` (from --model) if the spec has it, else the spec's default; a spec with
+        several models and no `default` line says on stderr which one it chose."""
+        if model is not None:
+            if model not in self.models:
+                names = self.model_names() or list(self.models)
+                raise UserError(Diagnostic(f"--model {model}: this spec has no model or preset of that name",
+                                           self.entry.path, help=did_you_mean(model, self.models),
+                                           notes=[f"models in {self.entry.path}: {', '.join(names)}"]))
+            return model
+        name = self.default_model()
+        if self.default is None and len(self.model_names()) > 1 and (self.entry.path, name) not in _NOTED:
+            _NOTED.add((self.entry.path, name))
+            note(f"{self.entry.path} has no `default` line, so its last model '{name}' is used "
+                 f"(models: {', '.join(self.model_names())}; choose with --model)")
+        return name
+
+
+_NOTED: set = set()      # (spec, model) choices already reported in this process
 
 
 def load_program(path: str | Path) -> Program:

@@ -44,6 +44,7 @@ class Resolver(Evaluator, AnnotationBinder):
         self.iteration_nodes: list[list[Node]] = []
         self.stage_regions: list[dict] = []      # filled by diffc.compiler.stages
         self.budget = Budget()
+        self.unlabeled: list[tuple[int, int]] = []   # (frame depth, iteration) of each enclosing unlabeled loop
         self.statement: A.Stmt | None = None     # the statement being run (for a RecursionError's location)
 
     # ---- entry ---------------------------------------------------------------------------------
@@ -74,12 +75,8 @@ class Resolver(Evaluator, AnnotationBinder):
         return build_graph(self._live_nodes(outputs), model)
 
     def _model_definition(self, name: str):
-        """Follow presets to the model definition; returns (definition, resolved arguments)."""
-        if name not in self.program.models:
-            raise fail(f"unknown model '{name}'", self.program.entry.items[0].loc if self.program.entry.items
-                       else A.Loc(self.program.entry.path, 1, 1, 1, 2),
-                       help=did_you_mean(name, self.program.models) or
-                       f"models in this spec: {', '.join(self.program.models)}")
+        """Follow presets to the model definition (`name` is checked by Program.choose_model); returns
+        (definition, resolved arguments)."""
         chain, item = [], self.program.models[name]
         while isinstance(item, A.Preset):
             chain.append(item)
@@ -162,8 +159,8 @@ class Resolver(Evaluator, AnnotationBinder):
 
     def _target_name(self, stmt: A.Assign, scope: dict) -> str:
         if stmt.node_name is not None:
-            return self.prefix() + self.interpolate(stmt.node_name.value, scope, stmt.node_name.loc)
-        return self.prefix() + stmt.targets[0]
+            return self.full_name(self.interpolate(stmt.node_name.value, scope, stmt.node_name.loc), True)
+        return self.full_name(stmt.targets[0], False)
 
     def run_assign(self, stmt: A.Assign, scope: dict) -> None:
         explicit = stmt.node_name is not None
@@ -209,6 +206,8 @@ class Resolver(Evaluator, AnnotationBinder):
                     self._bind_for(stmt, scope, item)
                 extra = self.overlay_uses(full, i, kind, scope) if full else []
                 self.active.extend(extra)
+                if not label:
+                    self.unlabeled.append((len(self.frames), i))
                 try:
                     with self.collecting(Frame(kind, label, i, loc=stmt.loc) if label else None, region) as created:
                         self.run_body(stmt.body, scope)
@@ -216,6 +215,8 @@ class Resolver(Evaluator, AnnotationBinder):
                             self._fold_single(created, f"{full}.{i}")
                 finally:
                     del self.active[len(self.active) - len(extra):]
+                    if not label:
+                        self.unlabeled.pop()
         target_kind = "repeat" if kind == "repeat" else "for"
         self.with_annotations(stmt, target_kind, full or "for", scope, body, region)
 
@@ -258,6 +259,8 @@ class Resolver(Evaluator, AnnotationBinder):
     # ---- composite blocks ---------------------------------------------------------------------
     def call_composite(self, expr: A.Call, definition: A.BlockDef, scope: dict, name):
         local, explicit = name if name else (self._auto_name(expr.func), False)
+        if not explicit:                     # a composite's `as` name stays relative to the enclosing labels
+            local = self.full_name(local, False)[len(self.prefix()):]
         inputs = [p for p in definition.params if p.type is None and p.default is None]
         params = {p.name: p for p in definition.params}
         if len(expr.args) > len(inputs):
@@ -307,14 +310,25 @@ class Resolver(Evaluator, AnnotationBinder):
             if self.iteration_nodes:
                 self.iteration_nodes[-1].extend(created)
 
-    def prefix(self) -> str:
+    def prefix(self, frames=None) -> str:
         parts = []
-        for f in self.frames:
+        for f in self.frames if frames is None else frames:
             if f.kind in ("repeat", "for", "stage"):
                 parts.append(f"{f.label}.{f.index}")
             else:
                 parts.append(f.label)
         return "".join(p + "." for p in parts)
+
+    def full_name(self, local: str, explicit: bool) -> str:
+        """The node name of an assignment target or `as` name: prefixed by the enclosing labels. A dotted `as`
+        name is written in full, so only the prefix of the innermost composite call or @stage copy is kept;
+        in a loop without a label a target gets the iteration number (`h.0`, `h.1`, like a repeat's nodes)."""
+        if explicit and "." in local:
+            kept = max((i + 1 for i, f in enumerate(self.frames) if f.kind in ("composite", "stage")), default=0)
+            return self.prefix(self.frames[:kept]) + local
+        if not explicit:
+            local += "".join(f".{i}" for depth, i in self.unlabeled if depth == len(self.frames))
+        return self.prefix() + local
 
     def _auto_name(self, block: str) -> str:
         base, k = block, 1
@@ -326,10 +340,11 @@ class Resolver(Evaluator, AnnotationBinder):
     def new_node(self, block: str, inputs: list, kwargs: dict, loc: A.Loc, scope: dict, name, arg_locs=None):
         info = REGISTRY.block(block)
         params = self.make_params(info, kwargs, loc, arg_locs or {})
-        local, explicit = name if name else (self._auto_name(block), False)
-        if "stateless" in info.tags and not explicit and self.prefix() + local in self.names:
-            local = self._auto_name(local)      # no weights, so its name never reaches a state_dict
-        node = Node(self.prefix() + local, block, params, inputs, loc, arg_locs or {}, tuple(self.frames),
+        explicit = bool(name and name[1])
+        full = self.full_name(*name) if name else self.prefix() + self._auto_name(block)
+        if "stateless" in info.tags and not explicit and full in self.names:
+            full = self.prefix() + self._auto_name(full[len(self.prefix()):])   # no weights: never in a state_dict
+        node = Node(full, block, params, inputs, loc, arg_locs or {}, tuple(self.frames),
                     list(self.active), self.stage)
         node.context["explicit_name"] = explicit
         node.context["kwargs"] = dict(kwargs)
@@ -362,7 +377,7 @@ class Resolver(Evaluator, AnnotationBinder):
 
 def resolve(program: Program, model: str | None = None):
     """The resolve pass: Program -> networkx IR of one model (the spec's default when None)."""
-    return Resolver(program).resolve(model or program.default_model())
+    return Resolver(program).resolve(program.choose_model(model))
 
 
 __all__ = ["resolve", "Resolver"]
