@@ -94,3 +94,16 @@ def test_a_wrong_model_flag_points_at_the_model_list(tmp_path, capsys):
     assert f"{spec}: error: --model Mien: this spec has no model or preset of that name" in err
     assert f"= note: models in {spec}: Mine" in err and "did you mean 'Mine'?" in err
     assert "import" not in err                                  # not located at the import line
+
+
+def test_the_unet_example_in_the_language_reference_compiles():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "language.md").read_text()
+    section = doc.split("## A complete U-Net\n", 1)[1].split("\n## ", 1)[0]
+    code = "\n".join(line[4:] for line in section.splitlines() if line.startswith("    ") or not line.strip())
+    program = load_text(code.strip() + "\n", "unet.diffspec")
+    for model, channels in (("UNet", 3), ("UNet_tiny", 1)):
+        compiled = compile_program(program, model)
+        assert compiled.interface.out_channels == channels
+    names = set(compile_program(program, "UNet_tiny").graph.nodes)
+    assert {"stem", "enc.0.blocks.0.res", "enc.1.blocks.0.attn", "middle.attn", "dec.0.blocks.1.res", "out"} <= names
