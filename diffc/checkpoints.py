@@ -55,7 +55,7 @@ def save_checkpoint(run_dir, state: dict, keep: int) -> Path:
     path = checkpoint_path(run_dir, state["nimg"])
     atomic_save({"format": CHECKPOINT_FORMAT, **state}, path)
     for _, old in list_checkpoints(run_dir)[:-keep]:
-        old.unlink()
+        old.unlink(missing_ok=True)           # another cleaner (or the user) may have removed it already
     return path
 
 

@@ -1,6 +1,8 @@
 """`diffc train SPEC`: train a compiled spec from a recipe (see diffc.training.recipe for the keys)."""
 from __future__ import annotations
 
+import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import attrs
@@ -80,10 +82,18 @@ def train(spec, overrides, recipe_path, run_dir, model, dry_run, steps, duration
         return
     from diffc.training.summary import check_fits
     check_fits(built, recipe, device, _tiny_alternatives(spec, built))
-    built = attrs.evolve(built, module=emit_module(built.compiled, "cpu"))   # the loop moves it to `device`
+    # on CPU (the loop moves it to `device`); the initial weights follow the recipe's seed, so fresh runs repeat
+    built = attrs.evolve(built, module=emit_module(built.compiled, "cpu", seed=recipe.seed))
     from diffc.training.loop import train as run_training
-    result = run_training(built, recipe, run_dir, recipe_text=text, recipe_name=name, overrides=overrides,
-                          base_dir=base_dir, device=device, resume=resume,
-                          allow_changed=allow_changed, init_from=init_from, bf16=bf16, compile=use_compile,
-                          progress=not no_progress)
+    from diffc.training.runlock import run_lock
+    with run_lock(run_dir, note=lambda text: click.echo(text, err=True)) if _is_rank_zero() else nullcontext():
+        result = run_training(built, recipe, run_dir, recipe_text=text, recipe_name=name, overrides=overrides,
+                              base_dir=base_dir, device=device, resume=resume,
+                              allow_changed=allow_changed, init_from=init_from, bf16=bf16, compile=use_compile,
+                              progress=not no_progress)
     click.echo(f"trained to {result.nimg} images; checkpoint {result.checkpoint}; samples in {run_dir / 'samples'}")
+
+
+def _is_rank_zero() -> bool:
+    """The process that locks the run directory: the only one, or torchrun's rank 0."""
+    return os.environ.get("RANK", "0") == "0"

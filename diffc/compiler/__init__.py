@@ -59,29 +59,34 @@ def compile_spec(path: str | Path, model: str | None = None) -> Compiled:
     return compile_program(load_program(path), model)
 
 
-def emit_module(compiled: Compiled, device="cpu"):
+def emit_module(compiled: Compiled, device="cpu", seed: int | None = None):
+    """The torch module; with `seed`, its initial weights are a function of the seed alone (the global RNG is
+    restored afterwards), so two fresh runs of one recipe start from the same weights."""
     import torch
     from diffc.compiler.emit import CompiledModel
     try:
-        with torch.device(device):
+        with torch.device(device), torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
             return CompiledModel(compiled.graph, compiled.interface)
     except UserError as err:
         attach_source(err.diagnostics, compiled.program.sources())
         raise
 
 
-def _built(compiled: Compiled, device, spec_path: str) -> BuiltModel:
+def _built(compiled: Compiled, device, spec_path: str, seed: int | None = None) -> BuiltModel:
     program = compiled.program
     recipe = None
     if program.recipe is not None:
         recipe = Path(os.path.normpath(Path(program.entry.path).parent / program.recipe.path))
-    return BuiltModel(emit_module(compiled, device), compiled.interface, spec_path, program.text(), program.digest(),
+    return BuiltModel(emit_module(compiled, device, seed), compiled.interface, spec_path, program.text(), program.digest(),
                       compiled.model_name, recipe, compiled)
 
 
-def build_model(spec_path: str | Path, model: str | None = None, device="cpu") -> BuiltModel:
-    """Compile a spec file and build its torch module (device "meta" allocates no weights)."""
-    return _built(compile_spec(spec_path, model), device, str(spec_path))
+def build_model(spec_path: str | Path, model: str | None = None, device="cpu", seed: int | None = None) -> BuiltModel:
+    """Compile a spec file and build its torch module (device "meta" allocates no weights; `seed` fixes the
+    initial weights)."""
+    return _built(compile_spec(spec_path, model), device, str(spec_path), seed)
 
 
 def build_model_from_text(text: str, filename: str = "<text>", model: str | None = None, device="cpu",
