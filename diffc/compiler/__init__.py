@@ -79,11 +79,12 @@ def _built(compiled: Compiled, device, spec_path: str, seed: int | None = None) 
     recipe = None
     if program.recipe is not None:
         recipe = Path(os.path.normpath(Path(program.entry.path).parent / program.recipe.path))
-    return BuiltModel(emit_module(compiled, device, seed), compiled.interface, spec_path, program.text(), program.digest(),
-                      compiled.model_name, recipe, compiled)
+    return BuiltModel(emit_module(compiled, device, seed), compiled.interface, spec_path, program.text(),
+                      program.digest(), compiled.model_name, recipe, compiled)
 
 
-def build_model(spec_path: str | Path, model: str | None = None, device="cpu", seed: int | None = None) -> BuiltModel:
+def build_model(spec_path: str | Path, model: str | None = None, device="cpu",
+                seed: int | None = None) -> BuiltModel:
     """Compile a spec file and build its torch module (device "meta" allocates no weights; `seed` fixes the
     initial weights)."""
     return _built(compile_spec(spec_path, model), device, str(spec_path), seed)
