@@ -29,13 +29,14 @@ def nonlinear_eps(abar_table):
     return eps
 
 
-@pytest.mark.parametrize("parameterization", ["eps", "v"])
-@pytest.mark.parametrize("eta", [0.0, 0.5])
-def test_diffusers_ddim_equals_diffc_ddim_given_the_same_noise(parameterization, eta):
+@pytest.mark.parametrize("parameterization,eta,clip", [("eps", 0.0, False), ("v", 0.0, False), ("eps", 0.5, False),
+                                                        ("v", 0.5, False), ("eps", 0.0, True), ("v", 0.5, True)])
+def test_diffusers_ddim_equals_diffc_ddim_given_the_same_noise(parameterization, eta, clip):
     """float64 throughout; diffusers keeps its schedule scalars (abar and their square roots) in float32, so the
     two runs agree to the float32 rounding of those coefficients: < 1e-6 (measured 1.8e-7 at 20 steps)."""
     config = schedulers.ddpm_scheduler_config(ABAR, parameterization)
-    scheduler = diffusers.DDIMScheduler(**config, clip_sample=False, set_alpha_to_one=True)
+    scheduler = diffusers.DDIMScheduler(**config, clip_sample=clip, set_alpha_to_one=True)   # clip: ADM's, eps
+    # re-derived from the clipped x0 (diffusers: use_clipped_model_output)
     assert torch.allclose(scheduler.alphas_cumprod.double(), ABAR, rtol=2e-6, atol=0)   # the mapped schedule
     eps_model = nonlinear_eps(ABAR)
 
@@ -49,13 +50,30 @@ def test_diffusers_ddim_equals_diffc_ddim_given_the_same_noise(parameterization,
 
     x = start_noise(16, (1, 4, 4)).double()
     seeds = range(16)
-    theirs = schedulers.run_scheduler(scheduler, model_output, x, 20, SeededNoise(seeds).generators, eta=eta)
+    theirs = schedulers.run_scheduler(scheduler, model_output, x, 20, SeededNoise(seeds).generators, eta=eta,
+                                      use_clipped_model_output=clip)
     timesteps = scheduler.timesteps.flip(0)                                 # 49, 99, ..., 999 ("trailing")
     assert timesteps.tolist() == list(range(49, 1000, 50))
-    ours = ddpm.ddim(lambda x_, t: (eps_model(x_, t), None), x, ABAR, timesteps, SeededNoise(seeds), eta)
+    ours = ddpm.ddim(lambda x_, t: (eps_model(x_, t), None), x, ABAR, timesteps, SeededNoise(seeds), eta, clip)
     assert theirs.dtype == torch.float64
     assert (theirs - ours).abs().max() < 1e-6
+    unclipped = ddpm.ddim(lambda x_, t: (eps_model(x_, t), None), x, ABAR, timesteps, SeededNoise(seeds), eta)
+    assert clip == bool((unclipped - ours).abs().max() > 1e-3)          # the clip did act on this model
     assert (theirs - x).abs().max() > 0.1                                   # it did sample
+
+
+def test_clipping_equals_dpm_solver_thresholding_at_one():
+    """The bridge clips x0 and re-derives eps; DPM-Solver++'s own thresholding with sample_max_value = 1 clips its
+    x0 to [-1, 1]: the same sampler, computed two ways."""
+    eps_model = nonlinear_eps(ABAR)
+    x = start_noise(16, (1, 4, 4)).double()
+    ours = schedulers.sample_ddpm("dpmpp-2m", eps_model, x, 10, ABAR, clip=True)
+    config = schedulers.ddpm_scheduler_config(ABAR, "eps")
+    scheduler = diffusers.DPMSolverMultistepScheduler(**config, thresholding=True, sample_max_value=1.0)
+    theirs = schedulers.run_scheduler(scheduler, lambda x_, i: eps_model(x_, torch.full(
+        (x_.shape[0],), int(scheduler.timesteps[i]), dtype=torch.long)), x, 10)
+    assert (ours - theirs).abs().max() < 1e-5
+    assert (ours - schedulers.sample_ddpm("dpmpp-2m", eps_model, x, 10, ABAR)).abs().max() > 1e-3
 
 
 def exact_ddpm_transport(x):
@@ -71,7 +89,7 @@ def test_multistep_solvers_beat_ddim_on_the_exact_ode(sampler):
     target = exact_ddpm_transport(SeededNoise(seeds).randn((1, 4, 4)))
     error = {}
     for name, steps in [("ddim", 10), (sampler, 10), (sampler, 50)]:
-        out = sample_images(bundle, seeds, SamplerConfig(name, steps=steps))
+        out = sample_images(bundle, seeds, SamplerConfig(name, steps=steps, clip_denoised=False))   # the exact ODE
         error[name, steps] = (out - target).abs().mean().item()
     assert error[sampler, 10] < 0.8 * error["ddim", 10]
     assert error[sampler, 50] < 0.01
@@ -122,7 +140,7 @@ def test_flow_models_reach_the_exact_transport_map(sampler, shift):
 
 @pytest.mark.parametrize("kind,family", [("timestep", "ddpm"), ("time", "flow")])
 def test_euler_ancestral_samples_the_data_distribution(kind, family):
-    out = sample_images(ToyBundle(kind, family), range(256), SamplerConfig("euler-a", steps=200))
+    out = sample_images(ToyBundle(kind, family), range(256), SamplerConfig("euler-a", steps=200, clip_denoised=False))
     assert abs(out.mean().item() - MU) < 0.02 and abs(out.std().item() - S) < 0.03
 
 

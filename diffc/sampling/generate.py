@@ -100,7 +100,8 @@ def sample_images(bundle, seeds, config: SamplerConfig, labels=None, device="cpu
             if by_network:
                 raise UserError(f"--guide is not available with the diffusers sampler '{config.sampler}'",
                                 help="use the ddpm, ddim, heun, euler, ode or sde sampler")
-            return _sample_diffusers(guided, objective, interface, x, cond, noise, config)
+            return _sample_diffusers(guided, objective, interface, x, cond, noise, config,
+                                     clip_denoised(bundle, config))
         if objective.family == "ddpm":
             return _sample_ddpm(guided, objective, interface, x, cond, noise, config, by_network,
                                 clip_denoised(bundle, config))
@@ -153,14 +154,14 @@ def _sample_ddpm(guided, objective, interface, x, cond, noise, config, by_networ
                                config.variance, clip)
 
 
-def _sample_diffusers(guided, objective, interface, x, cond, noise, config):
+def _sample_diffusers(guided, objective, interface, x, cond, noise, config, clip):
     """dpmpp-2m / unipc / euler-a through diffusers (diffc.sampling.schedulers), per-sample generators."""
     from diffc.sampling import schedulers
     if objective.family == "ddpm":
         channels = interface.sample_shape[0]
         predict = lambda x_, t: guided(x_, t, cond)[0][:, :channels]  # noqa: E731
         return schedulers.sample_ddpm(config.sampler, predict, x, config.steps, objective.alphas_cumprod,
-                                      getattr(objective, "parameterization", "eps"), noise.generators)
+                                      getattr(objective, "parameterization", "eps"), noise.generators, clip)
     velocity = lambda x_, t: objective.velocity(guided, x_, t, cond)  # noqa: E731
     return schedulers.sample_flow(config.sampler, velocity, x, config.steps, flow_time_shift(objective),
                                   noise.generators)

@@ -3,7 +3,8 @@
 The mapping onto diffc's parameterisations (diffc.interface, diffc.schedules):
 - DDPM models (eps or v): `trained_betas` = the betas of the objective's own abar table (any schedule,
   any T), `prediction_type` = "epsilon" | "v_prediction"; the model sees the scheduler's integer timesteps,
-  which are original training indices, as with diffc's own DDPM/DDIM.
+  which are original training indices, as with diffc's own DDPM/DDIM. Where diffc's DDPM/DDIM clip the
+  predicted x0 (pixel models, `--clip-denoised`), so do these: x0 clipped, eps re-derived from it.
 - flow models (SiT path x_t = t x_data + (1 - t) x_noise, t = 0 noise .. 1 data), DPM-Solver++ and UniPC:
   diffusers' own flow mode (`use_flow_sigmas`, sigma = 1 - t, "flow_prediction" = noise - data, so the
   scheduler gets -v and the model t = 1 - sigma) with `flow_shift` = the recipe's resolution shift
@@ -95,13 +96,22 @@ def _index(timestep) -> int:
 
 
 def sample_ddpm(sampler: str, predict, x, steps: int, alphas_cumprod, parameterization: str = "eps",
-                generators=None):
-    """`predict(x, t) -> the first C output channels` with t the long original index of every sample."""
-    scheduler = make_scheduler(sampler, "ddpm", alphas_cumprod, parameterization)
+                generators=None, clip: bool = False):
+    """`predict(x, t) -> the first C output channels` with t the long original index of every sample. With
+    `clip` (ADM's clip_denoised, as diffc's own DDPM/DDIM), the predicted x0 is clipped to [-1, 1] and the
+    scheduler gets the eps re-derived from it."""
+    scheduler = make_scheduler(sampler, "ddpm", alphas_cumprod, "eps" if clip else parameterization)
+    table = alphas_cumprod.double()
 
     def model_output(x_in, i):
         index = _index(scheduler.timesteps[i])
-        return predict(x_in, torch.full((x_in.shape[0],), index, dtype=torch.long, device=x_in.device))
+        out = predict(x_in, torch.full((x_in.shape[0],), index, dtype=torch.long, device=x_in.device))
+        if not clip:
+            return out
+        abar = table[index].item()
+        eps = out if parameterization == "eps" else abar ** 0.5 * out + (1 - abar) ** 0.5 * x_in
+        x0 = ((x_in - (1 - abar) ** 0.5 * eps) / abar ** 0.5).clamp(-1, 1)
+        return (x_in - abar ** 0.5 * x0) / (1 - abar) ** 0.5
     return run_scheduler(scheduler, model_output, x, steps, generators)
 
 
