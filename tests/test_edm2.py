@@ -11,7 +11,7 @@ from diffc.compiler import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = ROOT / "tests" / "data"   # copies of shared/reference layouts, so the suite runs without shared/
 
 # param_counts.md (sum of module.parameters() numel of the reference Precond network)
 PARAM_COUNTS = {
