@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
 
 import attrs
@@ -94,6 +95,12 @@ def edm2_convention(raw_mean=EDM2_RAW_MEAN, raw_std=EDM2_RAW_STD, final_mean: fl
     bias = np.float32(final_mean) - np.asarray(raw_mean, dtype=np.float32) * scale
     return Convention("edm2", tuple(scale.tolist()), tuple(bias.tolist()), tuple(map(float, raw_mean)),
                       tuple(map(float, raw_std)))
+
+
+def locate_vae(path: str, base_dir: Path) -> str:
+    """A recipe's autoencoder path: relative to the recipe's folder, unless it only makes sense as a Hub id."""
+    candidate = Path(path) if Path(path).is_absolute() else base_dir / path
+    return str(candidate) if candidate.exists() or not _HUB_ID.match(path) else path
 
 
 def resolve_vae_source(source: str | Path) -> tuple[str, str | None]:
@@ -217,3 +224,42 @@ def state_sha256(state: dict) -> str:
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+class LatentDecoder:
+    """What turns a latent model's samples into pixels: an autoencoder and the convention the model was trained in.
+
+    `info` is plain data (the VAE's source and identity, the convention) stored in checkpoints, so that sampling
+    and evaluation decode with what training used; `from_info` reloads it, or another VAE given by the user."""
+
+    def __init__(self, autoencoder: Autoencoder, convention: Convention):
+        if len(convention.scale) != autoencoder.latent_channels:
+            raise UserError(f"the autoencoder has {autoencoder.latent_channels} latent channels, the latents "
+                            f"{len(convention.scale)}")
+        self.autoencoder, self.convention = autoencoder, convention
+
+    @property
+    def info(self) -> dict:
+        return {"source": self.autoencoder.identity["source"], "vae": self.autoencoder.identity,
+                "convention": self.convention.to_dict()}
+
+    def decode(self, final):
+        """Model latents [N, C, h, w] -> pixels [N, 3, H, W] in [-1, 1]."""
+        return self.autoencoder.decode(final, self.convention)
+
+    @classmethod
+    def from_info(cls, info: dict, where: str, vae: str | None = None, device="cpu") -> "LatentDecoder":
+        """The decoder a checkpoint records; `vae` replaces its autoencoder (e.g. sd-vae-ft-mse for sampling)."""
+        if not isinstance(info, dict) or not isinstance(info.get("source"), str):
+            raise UserError("malformed autoencoder record", file=where)
+        convention = Convention.from_dict(info.get("convention"), where)
+        source = vae or info["source"]
+        if vae is None and not Path(source).is_dir() and not _HUB_ID.match(source):
+            raise UserError(f"the autoencoder this model was trained with is not at {source} any more", file=where,
+                            help="pass its folder with --vae DIR")
+        autoencoder = Autoencoder.load(source, device)
+        if vae is None:
+            warning = autoencoder.check_same_as(info.get("vae") or {}, "training")
+            if warning:
+                print(warning, file=sys.stderr)
+        return cls(autoencoder, convention)

@@ -102,6 +102,7 @@ class InferenceBundle:
     recipe: dict
     info: dict
     guide: "InferenceBundle | None" = None     # a second network guiding this one (diffc sample --guide)
+    decoder: object = None          # a latent model's diffc.autoencoder.LatentDecoder; None in pixel space
 
 
 def _profile_name(ema: str, profiles: dict) -> str:
@@ -114,9 +115,10 @@ def _profile_name(ema: str, profiles: dict) -> str:
     return matches[0] if len(matches) == 1 else ema
 
 
-def load_for_inference(path, ema: str | None = None, device="cpu") -> InferenceBundle:
+def load_for_inference(path, ema: str | None = None, device="cpu", vae: str | None = None) -> InferenceBundle:
     """Model in eval mode with the weights of EMA profile `ema` (None: raw weights), its parameterisation
-    (diffc.parameterizations, what the samplers need of the training objective) and recipe."""
+    (diffc.parameterizations, what the samplers need of the training objective), recipe and, for a latent model,
+    the decoder it was trained with (`vae`: another AutoencoderKL folder to decode with)."""
     file = resolve_checkpoint(path)
     data = load_checkpoint(file)
     if ema is None:
@@ -135,4 +137,14 @@ def load_for_inference(path, ema: str | None = None, device="cpu") -> InferenceB
     objective = build_parameterization(data["recipe"]["objective"], built.interface, str(file))
     info = {"nimg": data.get("nimg"), "ema": ema, "spec_hash": data.get("spec_hash"), "path": str(file),
             "model_name": data.get("model_name")}
-    return InferenceBundle(module, built.interface, objective, data["recipe"], info)
+    return InferenceBundle(module, built.interface, objective, data["recipe"], info,
+                           decoder=_latent_decoder(data.get("autoencoder"), vae, file, device))
+
+
+def _latent_decoder(record, vae, file: Path, device):
+    from diffc.autoencoder import LatentDecoder
+    if record is None:
+        if vae is not None:
+            raise UserError("--vae is for latent models; this checkpoint's model works in pixel space", file=str(file))
+        return None
+    return LatentDecoder.from_info(record, str(file), vae, device)

@@ -27,7 +27,7 @@ def eval_cmd(checkpoint, reference, count, extractor, weights, out, **options):
     result = evaluate_checkpoint(
         checkpoint, ema=options["ema"], out=out, reference=reference, num_samples=count, extractor=extractor,
         weights=weights, config=sampler_config(options), seed=options["seed"], batch_size=options["batch"],
-        labels=options["label"], device=options["device"])
+        labels=options["label"], device=options["device"], vae=options["vae"])
     for name, value in result["metrics"].items():
         click.echo(f"{name:32s} {value:.6g}")
     click.echo(f"wrote {result['path']}")

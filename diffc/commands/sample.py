@@ -45,6 +45,8 @@ def sampler_options(command):
         click.option("--seed", type=int, default=0, show_default=True, help="sample i uses seed SEED + i"),
         click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True),
         device_option,
+        click.option("--vae", default=None,
+                     help="latent models: decode with this AutoencoderKL folder instead of the one trained with"),
     ]
     return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
 
@@ -76,7 +78,7 @@ def sample(checkpoint, count, out, grid_count, guide, guide_ema, **options):
     from diffc.sampling.images import grid_image, pil_image
 
     options["device"] = resolve_device(options["device"])
-    bundle = load_bundle(checkpoint, ema=options["ema"], device=options["device"])
+    bundle = load_bundle(checkpoint, ema=options["ema"], device=options["device"], vae=options["vae"])
     config = resolve_for(sampler_config(options), bundle.objective)
     if guide:
         bundle = attrs.evolve(bundle, guide=load_bundle(guide, ema=guide_ema, device=options["device"]))
@@ -100,6 +102,7 @@ def sample(checkpoint, count, out, grid_count, guide, guide_ema, **options):
     provenance = {"checkpoint": str(Path(checkpoint).resolve()), "ema": options["ema"], "num_samples": count,
                   "guide": str(Path(guide).resolve()) if guide else None, "guide_ema": guide_ema,
                   "seeds": [seed, seed + count - 1], "label": options["label"], "sampler": config.provenance(),
+                  "autoencoder": bundle.decoder.info if getattr(bundle, "decoder", None) else None,
                   "info": {k: str(v) for k, v in (getattr(bundle, "info", {}) or {}).items()}}
     (out / "samples.json").write_text(json.dumps(provenance, indent=2) + "\n")
     click.echo(f"wrote {count} samples, grid.png and samples.npz to {out}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from diffc.evaluation.data import reference_input
 from diffc.evaluation.fidelity import SeededGenerator, fidelity_metrics, resolve_extractor, torch_fidelity_version
-from diffc.sampling.generate import SamplerConfig, load_bundle, resolve_for, sample_images, to_uint8
+from diffc.sampling.generate import SamplerConfig, load_bundle, resolve_for, sample_pixels, to_uint8
 
 
 def evaluate_bundle(bundle, reference: str = "builtin", num_samples: int = 1000, extractor: str = "auto",
@@ -18,10 +18,11 @@ def evaluate_bundle(bundle, reference: str = "builtin", num_samples: int = 1000,
                     labels=None, progress: bool = True, device="cpu") -> dict:
     """Metrics of a loaded model (InferenceBundle-like) against `reference`, with full provenance."""
     config = resolve_for(config, bundle.objective)
-    resolution = bundle.interface.sample_shape[-1]
+    decoder = getattr(bundle, "decoder", None)      # latent models: metrics on decoded images, never on latents
+    resolution = bundle.interface.sample_shape[-1] * (decoder.autoencoder.downsample if decoder else 1)
     reference_data, reference_info = reference_input(reference, resolution)
     chosen = resolve_extractor(extractor, reference, weights)
-    generator = SeededGenerator(lambda seeds: to_uint8(sample_images(bundle, seeds, config, labels, device)), seed)
+    generator = SeededGenerator(lambda seeds: to_uint8(sample_pixels(bundle, seeds, config, labels, device)), seed)
     started = time.time()
     metrics = fidelity_metrics(generator, reference_data, chosen, num_samples=num_samples,
                                reference_count=reference_info["count"], batch_size=batch_size,
@@ -38,6 +39,7 @@ def evaluate_bundle(bundle, reference: str = "builtin", num_samples: int = 1000,
             "seeds": [seed, seed + num_samples - 1],
             "labels": "per-sample from seed" if labels is None else labels,
             "sampler": config.provenance(),
+            "autoencoder": decoder.info if decoder else None,
             "reference": reference_info,
             "torch_fidelity": torch_fidelity_version(),
             "seconds": round(time.time() - started, 2),
@@ -45,13 +47,13 @@ def evaluate_bundle(bundle, reference: str = "builtin", num_samples: int = 1000,
     }
 
 
-def evaluate_checkpoint(checkpoint, ema=None, out=None, **kwargs) -> dict:
+def evaluate_checkpoint(checkpoint, ema=None, out=None, vae=None, **kwargs) -> dict:
     """Load `checkpoint` (file or run directory) with EMA profile `ema`, evaluate it, write the JSON result.
 
     The result goes to `out` if given, else next to the checkpoint as `eval-<ema>-<extractor>-n<N>.json`.
     Keyword arguments are those of `evaluate_bundle`. Returns the result dict, with its path under "path".
     """
-    bundle = load_bundle(checkpoint, ema=ema, device=kwargs.get("device", "cpu"))
+    bundle = load_bundle(checkpoint, ema=ema, device=kwargs.get("device", "cpu"), vae=vae)
     result = evaluate_bundle(bundle, **kwargs)
     result["provenance"]["ema"] = ema if ema is not None else result["provenance"]["ema"]
     path = Path(out) if out else default_result_path(checkpoint, ema, result["provenance"]["extractor"]["name"],

@@ -118,6 +118,13 @@ def sample_images(bundle, seeds, config: SamplerConfig, labels=None, device="cpu
         return flow.flow_ode(velocity, x, config.steps, config.ode_method, shift=shift)
 
 
+def sample_pixels(bundle, seeds, config: SamplerConfig, labels=None, device="cpu") -> torch.Tensor:
+    """Samples as pixels in [-1, 1]: a latent model's (`bundle.decoder` set) decoded by its autoencoder."""
+    samples = sample_images(bundle, seeds, config, labels, device)
+    decoder = getattr(bundle, "decoder", None)
+    return samples if decoder is None else decoder.decode(samples)
+
+
 def resolve_for(config: SamplerConfig, objective) -> SamplerConfig:
     """`config` with defaults filled for this objective (DDPM: at most its T steps)."""
     return config.resolve(objective.family, objective.steps if objective.family == "ddpm" else None)
@@ -179,12 +186,12 @@ def generate(bundle, n: int, seed: int = 0, batch_size: int = 64, config: Sample
     with tqdm(total=n, unit="img", desc="sampling", disable=not progress, leave=False) as bar:
         for start in range(0, n, batch_size):
             seeds = range(seed + start, seed + min(start + batch_size, n))
-            images = to_uint8(sample_images(bundle, seeds, config, labels, device))
+            images = to_uint8(sample_pixels(bundle, seeds, config, labels, device))
             bar.update(len(seeds))
             yield start, images
 
 
-def load_bundle(checkpoint, ema=None, device="cpu"):
+def load_bundle(checkpoint, ema=None, device="cpu", vae=None):
     """InferenceBundle from a checkpoint file or run directory (diffc.checkpoints.load_for_inference)."""
     from pathlib import Path
     if not Path(checkpoint).exists():
@@ -193,4 +200,4 @@ def load_bundle(checkpoint, ema=None, device="cpu"):
         from diffc.checkpoints import load_for_inference
     except ImportError as exc:
         raise UserError(f"this diffc build cannot load checkpoints ({exc})") from None
-    return load_for_inference(checkpoint, ema=ema, device=device)
+    return load_for_inference(checkpoint, ema=ema, device=device, vae=vae)

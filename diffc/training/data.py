@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from diffc.datacheck import check_items, image_problem
 from diffc.errors import UserError
 from diffc.interface import CONTROL_FIELDS
+from diffc.training.latents import LatentData, has_latent_metadata
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -181,6 +182,8 @@ def build_dataset(cfg, interface, base_dir: Path):
         raise UserError(f"data path not found: {path}")
     if cfg.name == "folder":
         return FolderData(path, channels)
+    if cfg.name == "latents" and has_latent_metadata(path):
+        return LatentData(path, cfg, interface.sample_shape)
     return _arrays(path, channels, cfg.name == "latents", cfg.latent_scale)
 
 
@@ -196,19 +199,25 @@ def sample_indices(seed: int, position: int, count: int, size: int) -> torch.Ten
 
 
 def load_batch(dataset, cfg, index: torch.Tensor, size: tuple[int, int], generator: torch.Generator) -> Batch:
-    """Load samples, apply the random crop / flip of `cfg` and record each sample's control metadata."""
-    if isinstance(dataset, FolderData):
-        images, labels, text, text_len = dataset.load(index, size)
-    else:
-        images, labels, text, text_len = dataset.load(index)
-    n, _, h, w = images.shape
+    """Load samples, apply the random crop / flip of `cfg` and record each sample's control metadata.
+    (Loading draws nothing before the augmentations do, so they come first; a latent file picks its stored
+    flipped copies and draws its posterior samples after them.)"""
+    n = len(index)
     scale = cfg.crop_scale + (1 - cfg.crop_scale) * torch.rand(n, generator=generator)
     side = scale.sqrt()
     top, left = (1 - side) * torch.rand(n, generator=generator), (1 - side) * torch.rand(n, generator=generator)
     flip = (torch.rand(n, generator=generator) < cfg.hflip).float()
+    if isinstance(dataset, FolderData):
+        images, labels, text, text_len = dataset.load(index, size)
+    elif isinstance(dataset, LatentData):
+        images, labels, text, text_len = dataset.load(index, flip.bool(), generator)
+    else:
+        images, labels, text, text_len = dataset.load(index)
+    _, _, h, w = images.shape
     if cfg.name != "latents" and (cfg.crop_scale < 1 or (h, w) != size):
         images = torch.stack([_crop_resize(images[i], top[i], left[i], side[i], size) for i in range(n)])
-    images = torch.where(flip.view(-1, 1, 1, 1).bool(), images.flip(-1), images)
+    if not isinstance(dataset, LatentData):
+        images = torch.where(flip.view(-1, 1, 1, 1).bool(), images.flip(-1), images)
     control = torch.stack([torch.full((n,), h / size[0]), torch.full((n,), w / size[1]), top, left, side, side, flip], 1)
     return Batch(images.contiguous(), labels, control, text, text_len)
 

@@ -19,6 +19,7 @@ from diffc import checkpoints as ckpt
 from diffc.errors import Interrupted, UserError
 from diffc.training.conditioning import build_cond
 from diffc.training.data import load_batch, sample_indices
+from diffc.training.latents import open_decoder
 from diffc.training.ema import ClassicEMA
 from diffc.training.interrupt import StopSignals
 from diffc.training.optim import build_optimizer, learning_rate, prepare_gradients, set_learning_rate
@@ -127,6 +128,7 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
     recipe_dict = recipe_to_dict(recipe)
     prepared = preflight(built, recipe, base_dir or Path.cwd(), world_size)
     dataset, objective, noise = prepared.dataset, prepared.objective, prepared.noise
+    decoder = open_decoder(recipe.autoencoder, dataset, base_dir or Path.cwd(), recipe_name, device)
     weighting = prepared.weighting.to(device)
     batch_gpu, rounds = prepared.batch_per_process, prepared.rounds
     optimizer = build_optimizer(recipe.optimizer, module, weighting, recipe.weighting.lr)
@@ -145,7 +147,8 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
     model = world.wrap(module, compile)
     meta = {"spec_text": built.spec_text, "spec_hash": built.spec_hash, "spec_path": str(built.spec_path),
             "model_name": built.model_name, "recipe": recipe_dict, "recipe_text": recipe_text,
-            "recipe_name": recipe_name, "recipe_overrides": list(overrides)}
+            "recipe_name": recipe_name, "recipe_overrides": list(overrides),
+            "autoencoder": decoder.info if decoder else None}
     count_text = count_formatter(recipe.duration, recipe.batch)
     log = RunLog(run_dir, world.rank == 0, recipe.log.tensorboard, progress, total, nimg, count_text)
     if existing:

@@ -12,9 +12,11 @@ PREVIEW_SAMPLER = {"ddpm": "ddim", "edm": "heun", "flow": "ode"}   # determinist
 
 
 @torch.no_grad()
-def write_preview(module, objective, n: int, steps: int, guidance: float, seed: int, path: Path, device) -> None:
-    """A grid of n samples through diffc.sampling (seeds seed..seed+n-1, labels cycling 0..K-1)."""
-    from diffc.sampling.generate import SamplerConfig, sample_images, to_uint8
+def write_preview(module, objective, n: int, steps: int, guidance: float, seed: int, path: Path, device,
+                  decoder=None) -> None:
+    """A grid of n samples through diffc.sampling (seeds seed..seed+n-1, labels cycling 0..K-1); a latent
+    model's samples decoded by `decoder` (diffc.autoencoder.LatentDecoder)."""
+    from diffc.sampling.generate import SamplerConfig, sample_pixels, to_uint8
     from diffc.sampling.images import grid_image
     from diffc.checkpoints import InferenceBundle
     interface = objective.interface
@@ -22,8 +24,8 @@ def write_preview(module, objective, n: int, steps: int, guidance: float, seed: 
     labels = [i % label.classes for i in range(n)] if label is not None else None
     config = SamplerConfig(sampler=PREVIEW_SAMPLER[objective.family], steps=steps,
                            guidance=guidance if label is not None else 1.0)
-    bundle = InferenceBundle(module, interface, objective, {}, {})
-    images = to_uint8(sample_images(bundle, list(range(seed, seed + n)), config, labels, device))
+    bundle = InferenceBundle(module, interface, objective, {}, {}, decoder=decoder)
+    images = to_uint8(sample_pixels(bundle, list(range(seed, seed + n)), config, labels, device))
     path.parent.mkdir(parents=True, exist_ok=True)
     grid_image(images.permute(0, 2, 3, 1).cpu().numpy(), min_size=256).save(path)
 

@@ -65,8 +65,15 @@ class DataConfig:
     resolution: int = attrs.field(default=16, metadata=bound(AT_LEAST_ONE))
     hflip: float = attrs.field(default=0.0, metadata=bound(PROBABILITY))        # probability, recorded as control
     crop_scale: float = attrs.field(default=1.0, metadata=bound(Bound(0.05, 1)))  # min random-crop area fraction
-    # multiplies precomputed latents (e.g. 0.18215)
+    # multiplies plain latent arrays (e.g. 0.18215); a `diffc encode` file carries its own scale
     latent_scale: float = attrs.field(default=1.0, metadata=bound(POSITIVE))
+
+
+@attrs.define
+class AutoencoderConfig:
+    """The VAE of latent data (`diffc encode` output): previews, `diffc sample` and `diffc eval` decode with it."""
+    path: str | None = None                   # diffusers AutoencoderKL folder (relative to the recipe) or a Hub id
+    convention: str | None = attrs.field(default=None, metadata=_choice("sd", "edm2"))  # null: the latent file's
 
 
 @attrs.define
@@ -157,6 +164,7 @@ class LogConfig:
 @attrs.define
 class Recipe:
     data: DataConfig = attrs.Factory(DataConfig)
+    autoencoder: AutoencoderConfig = attrs.Factory(AutoencoderConfig)
     objective: ObjectiveConfig = attrs.Factory(ObjectiveConfig)
     weighting: WeightingConfig = attrs.Factory(WeightingConfig)
     noise: NoiseConfig = attrs.Factory(NoiseConfig)
@@ -174,7 +182,7 @@ class Recipe:
     seed: int = attrs.field(default=0, metadata=bound(SEED))
 
 
-for _cls in (DataConfig, WeightingConfig, NoiseConfig, OptimizerConfig, LRConfig, EMAConfig,
+for _cls in (DataConfig, AutoencoderConfig, WeightingConfig, NoiseConfig, OptimizerConfig, LRConfig, EMAConfig,
              CheckpointConfig, SampleConfig, ConditioningConfig, LogConfig, Recipe):
     attrs.resolve_types(_cls, globals())
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffc.errors import Diagnostic, did_you_mean
+from diffc.errors import Diagnostic, UserError, did_you_mean
 
 ARRAY_DATA = ("npz", "latents")
 
@@ -52,7 +52,28 @@ def cross_checks(recipe, data, base_dir: Path | None, error) -> list[Diagnostic]
     if weights is not None and (not weights or sum(weights) <= 0):
         out.append(error("noise.stage_weights", "noise.stage_weights must hold at least one positive weight", None))
     out.extend(_data_path(recipe.data, base_dir, error))
+    out.extend(_autoencoder(recipe, base_dir, error))
     return out
+
+
+def _autoencoder(recipe, base_dir: Path | None, error) -> list[Diagnostic]:
+    """An autoencoder goes with latent data, and its folder must hold a diffusers AutoencoderKL."""
+    from diffc.autoencoder import locate_vae, resolve_vae_source
+    cfg = recipe.autoencoder
+    if cfg.path is None:
+        return [error("autoencoder.convention", "autoencoder.convention without autoencoder.path",
+                      "name the VAE folder: autoencoder: {path: DIR}")] if cfg.convention is not None else []
+    if recipe.data.name != "latents":
+        return [error("autoencoder.path", f"an autoencoder needs latent data, but data.name is '{recipe.data.name}'",
+                      "encode the images first (diffc encode IMAGES --vae DIR -o latents.npz), then "
+                      "data: {name: latents, path: latents.npz}")]
+    if base_dir is None:
+        return []
+    try:
+        resolve_vae_source(locate_vae(cfg.path, base_dir))
+    except UserError as err:
+        return [error("autoencoder.path", f"autoencoder.path: {err.diagnostics[0].message}", err.diagnostics[0].help)]
+    return []
 
 
 def _data_path(cfg, base_dir: Path | None, error) -> list[Diagnostic]:
