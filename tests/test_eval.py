@@ -180,7 +180,7 @@ def toy_checkpoint(tmp_path, monkeypatch):
     """`load_bundle` answers with the oracle bundle, as load_for_inference would for a real checkpoint."""
     calls = []
 
-    def fake_load(path, ema=None, device="cpu"):
+    def fake_load(path, ema=None, device="cpu", vae=None):
         calls.append((str(path), ema))
         return Bundle()
     monkeypatch.setattr("diffc.sampling.generate.load_bundle", fake_load)
