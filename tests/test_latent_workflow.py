@@ -128,17 +128,17 @@ def test_recipe_autoencoder_errors_are_located(workdir, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("data: {name: latents, path: l.npz}\nautoencoder: {path: nowhere}\n")
     with pytest.raises(UserError) as err:
-        parse_recipe(recipe.read_text(), str(recipe))
+        parse_recipe(recipe.read_text(), str(recipe), base_dir=tmp_path)
     diag = err.value.diagnostics[0]
     assert (diag.line, diag.col) == (2, 21) and "autoencoder folder not found" in diag.message
     recipe.write_text("data: {name: digits}\nautoencoder: {path: %s, convention: edm3}\n" % (workdir / "vae"))
     with pytest.raises(UserError) as err:
-        parse_recipe(recipe.read_text(), str(recipe))
+        parse_recipe(recipe.read_text(), str(recipe), base_dir=tmp_path)
     messages = [d.message for d in err.value.diagnostics]
     assert any("unknown convention 'edm3'" in m for m in messages)
     recipe.write_text("data: {name: digits}\nautoencoder: {path: %s}\n" % (workdir / "vae"))
     with pytest.raises(UserError, match="an autoencoder needs latent data"):
-        parse_recipe(recipe.read_text(), str(recipe))
+        parse_recipe(recipe.read_text(), str(recipe), base_dir=tmp_path)
 
 
 def test_sampled_pixels_are_the_decoded_samples(workdir):
