@@ -139,3 +139,54 @@ def test_html_script_finds_every_cluster_and_node_it_collapses(edm2, tmp_path):
         script = tmp_path / "viewer.js"
         script.write_text(SCRIPT)
         assert subprocess.run(["node", "--check", str(script)], capture_output=True, timeout=60).returncode == 0
+
+
+FAKE_DOM = r"""
+const data = JSON.parse(process.argv[2]), titles = JSON.parse(process.argv[3]);
+const handlers = (o) => { o.on = {}; o.addEventListener = (k, f) => { o.on[k] = f; }; return o; };
+const groups = titles.map(([cls, title]) => {
+  const label = handlers({textContent: title.startsWith("cluster_") ? "original" : title});
+  return {style: {}, classList: {contains: c => c === cls}, title,
+          querySelector: sel => sel === "title" ? {textContent: title} : label, label};
+});
+let viewBox = "0 0 100 100";
+const svg = {viewBox: {baseVal: {x: 0, y: 0, width: 100, height: 100}}, removeAttribute() {},
+             setAttribute: (k, v) => { viewBox = v; }, querySelectorAll: () => groups,
+             getBoundingClientRect: () => ({left: 0, top: 0, width: 100, height: 100})};
+const port = handlers({style: {}, querySelector: () => svg});
+const toolbar = handlers({});
+global.window = handlers({});
+global.document = {getElementById: id => id === "viewport" ? port : {textContent: JSON.stringify(data)},
+                   querySelector: () => toolbar};
+eval(process.argv[4]);
+const shown = () => groups.filter(g => g.style.display !== "none").map(g => g.title);
+const cluster = groups.find(g => g.title === "cluster_unet");
+const before = shown();
+cluster.label.on.click();
+const collapsed = shown(), collapsedLabel = cluster.label.textContent;
+cluster.label.on.click();
+port.on.wheel({preventDefault() {}, deltaY: -1, clientX: 50, clientY: 50});
+console.log(JSON.stringify({before, collapsed, collapsedLabel, after: shown(), viewBox}));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_html_script_collapses_a_region_and_zooms(edm2, tmp_path):
+    """The page script run by node against a stand-in DOM with Graphviz's node / edge / cluster titles."""
+    view = build_view(edm2)
+    titles = [["node", n] for n in view.nodes] + [["edge", f"{e.src}->{e.dst}"] for e in view.edges] + \
+        [["cluster", "cluster_unet"]]
+    script = tmp_path / "fake_dom.js"
+    script.write_text(FAKE_DOM)
+    done = subprocess.run(["node", str(script), cluster_json(view), json.dumps(titles), SCRIPT],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    inside = set(view.root.children[0].nodes)
+    assert len(result["before"]) == len(titles)
+    hidden = set(result["before"]) - set(result["collapsed"])
+    assert inside <= hidden and "x" not in hidden and "cluster_unet" not in hidden
+    assert "x->unet.ones" in hidden and "sigma->c_noise" not in hidden              # edges into the region too
+    assert result["collapsedLabel"] == f"unet: edm2_unet  [+{len(inside)} nodes]"
+    assert result["after"] == result["before"]                                          # expanded again
+    assert result["viewBox"] != "0 0 100 100" and float(result["viewBox"].split()[2]) < 100   # zoomed in
