@@ -3,8 +3,9 @@
 These passes rewrite a GraphView (diffc.graph.view) in place; they only read block names, shapes, annotations
 and edges, so they work on any spec, not only on `repeat`s:
 - `fold_runs`: inside one cluster, consecutive nodes (or motifs of up to MAX_MOTIF nodes, such as EDM2's
-  `mp_cat -> edm2_block` decoder pairs) with the same block kinds and output shapes, each feeding the next,
-  become one node `dec.16x16_block{0..2} x3`; annotations carried by only some of them are badged as partial.
+  `mp_cat -> edm2_block` decoder pairs) with the same block kinds, the same name up to indices and the same
+  output shape, each feeding the next, become one node `dec.16x16_block{0..3} x4`; annotations carried by only
+  some of them are badged as partial.
 - `draw_fanouts_once`: a node outside the sample stream that feeds FANOUT_MIN or more nodes (an embedding read
   by every block) gets one edge to a note listing its readers; each reader names it in its label.
 - `mark_skips`: an edge inside the sample stream that bypasses a longer path (U-Net skips) is a skip edge.
@@ -21,13 +22,14 @@ STAGE_LEGEND = "#e3f1fb"
 
 
 def fold_runs(view: GraphView) -> None:
+    linked = {(e.src, e.dst) for e in view.edges if not e.sync}
     groups = []
     for cluster in [view.root, *view.clusters()]:
         members = [view.nodes[i] for i in cluster.nodes]
         position = 0
         while position < len(members):
-            period, count = _best_run(view, members, position)
-            if period > 1 and _covered(_best_run(view, members, position + 1)) >= period * count:
+            period, count = _best_run(linked, members, position)
+            if period > 1 and _covered(_best_run(linked, members, position + 1)) >= period * count:
                 position += 1             # the motif starts one node later (mp_cat -> block, not block -> mp_cat)
                 continue
             if count >= 2:
@@ -60,9 +62,8 @@ def _covered(run: tuple) -> int:
     return period * count if count >= 2 else 0
 
 
-def _best_run(view: GraphView, members: list, start: int):
+def _best_run(linked: set, members: list, start: int):
     """(period, repetitions) of the longest run of one motif starting at `start` (shorter motifs on ties)."""
-    linked = {(e.src, e.dst) for e in view.edges if not e.sync}
     best = (1, 1)
     for period in range(1, MAX_MOTIF + 1):
         motif = _motif(members[start: start + period])
@@ -71,8 +72,7 @@ def _best_run(view: GraphView, members: list, start: int):
         count = 1
         while True:
             nxt = members[start + count * period: start + (count + 1) * period]
-            if _motif(nxt) != motif \
-                    or (members[start + count * period - 1].id, nxt[0].id) not in linked:
+            if _motif(nxt) != motif or (members[start + count * period - 1].id, nxt[0].id) not in linked:
                 break
             count += 1
         if _covered((period, count)) > _covered(best):
