@@ -1,5 +1,6 @@
 """Compiled DiT vs a hand-written DiT of the same architecture and weights: forward and forward+backward
-time ratios (goal <= 1.02), measured side by side in one run with interleaved repetitions.
+time ratios (goal <= 1.00), measured side by side in one run with interleaved repetitions; the noise band is the
+interquartile range of the per-repetition paired ratios.
 
     python bench/compiled_vs_handwritten.py [--models DiT_tiny DiT_S_2] [--batch 8] [--repeat 20] [--device cpu]
         [--bf16] [--compile]      # GPU options: bf16 autocast and torch.compile on both models
@@ -80,10 +81,13 @@ def main():
             for _ in range(args.repeat):
                 tc.append(timed(lambda: step(run_c), args.device))
                 th.append(timed(lambda: step(run_h), args.device))
-            results[label] = (statistics.median(tc), statistics.median(th))
-        (fc, fh), (bc, bh) = results["fwd"], results["fb"]
+            paired = sorted(c / h for c, h in zip(tc, th))
+            band = (paired[len(paired) // 4], paired[(3 * len(paired)) // 4])
+            results[label] = (statistics.median(tc), statistics.median(th), band)
+        (fc, fh, fband), (bc, bh, bband) = results["fwd"], results["fb"]
         print(f"{name:10} {fc * 1e3:11.2f}ms {fh * 1e3:8.2f}ms {fc / fh:7.3f} {bc * 1e3:11.2f}ms {bh * 1e3:8.2f}ms "
-              f"{bc / bh:7.3f}   (max |output difference| {diff:.1e})")
+              f"{bc / bh:7.3f}   (noise band fwd {fband[0]:.3f}..{fband[1]:.3f}, f+b {bband[0]:.3f}..{bband[1]:.3f}; "
+              f"max |output difference| {diff:.1e})")
 
 
 if __name__ == "__main__":

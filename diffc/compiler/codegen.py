@@ -148,6 +148,12 @@ class Generator:
             self.values[(node.name, 0)] = self.target.ref(node)
             return
         args = [self.arg(w, stage) for w in node.inputs if w is not None]
+        if inlined(node, self.registry):
+            name = self.names(node.name)
+            expr = self.registry.block(node.block).load_module().inline(node.params, node.in_shapes, *args)
+            self.emit(f"{name} = {expr}")
+            self.values[(node.name, 0)] = name
+            return
         kwargs = []
         if node.route is not None:
             kwargs.append(f"route_mask={methods.route_mask(self, node, stage, args[0])}")
@@ -183,6 +189,14 @@ class Generator:
 
 def _dims(dims) -> str:
     return ", ".join(str(int(d)) for d in dims)
+
+
+def inlined(node, registry) -> bool:
+    """A stateless block whose torch class writes itself as an expression: no module is built for it."""
+    if node.block in ("input", "stage_merge") or node.route is not None:
+        return False
+    info = registry.block(node.block)
+    return "stateless" in info.tags and "context" not in info.tags and hasattr(info.load_module(), "inline")
 
 
 def generate_forward(graph, interface, target: Target) -> Forward:

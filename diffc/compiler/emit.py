@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffc.compiler import runtime
-from diffc.compiler.codegen import Target, generate_forward
+from diffc.compiler.codegen import Target, generate_forward, inlined
 from diffc.compiler.ir import nodes_in_order
 from diffc.errors import fail
 from diffc.registry import REGISTRY
@@ -30,7 +30,7 @@ class CompiledModel(nn.Module):
         self.force_stage: int | None = None      # diffc compile: route every sample to one stage (meta FLOPs)
         objects, refs = [], {}                   # the generated code calls objects[i] for node i
         for node in nodes_in_order(graph):
-            if node.block in ("input", "stage_merge"):
+            if node.block in ("input", "stage_merge") or inlined(node, REGISTRY):
                 continue
             owner, leaf, obj = self._build(node)
             if owner is None:

@@ -19,7 +19,7 @@ import types
 import attrs
 
 from diffc.compiler import runtime
-from diffc.compiler.codegen import Target, generate_forward
+from diffc.compiler.codegen import Target, generate_forward, inlined
 from diffc.compiler.ir import nodes_in_order
 from diffc.errors import UserError
 from diffc.registry import REGISTRY
@@ -145,7 +145,7 @@ def export_source(compiled) -> str:
     sources = Sources()
     init, containers, leaves = [], set(), {}
     for node in nodes_in_order(graph):
-        if node.block in ("input", "stage_merge"):
+        if node.block in ("input", "stage_merge") or inlined(node, REGISTRY):
             continue
         info = REGISTRY.block(node.block)
         cls = info.load_module()
