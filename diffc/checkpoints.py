@@ -19,6 +19,8 @@ from diffc.files import atomic_write
 from diffc.parameterizations import build_parameterization
 
 CHECKPOINT_FORMAT = "diffc-checkpoint-1"
+MODEL_FORMAT = "diffc-model-1"        # one set of weights with its spec (diffc compile --save, diffc import-weights)
+DEFAULT_OBJECTIVE = {"timestep": "ddpm_eps", "sigma": "edm2", "time": "flow"}   # by the spec's noise input
 _NAME = re.compile(r"^training-state-(\d{12})\.pt$")
 _PREFIXES = ("module.", "_orig_mod.")
 
@@ -59,7 +61,7 @@ def save_checkpoint(run_dir, state: dict, keep: int) -> Path:
     return path
 
 
-def load_checkpoint(path) -> dict:
+def load_checkpoint(path, formats=(CHECKPOINT_FORMAT,)) -> dict:
     """Load one checkpoint file with weights_only=True; a bad file is a UserError naming it."""
     path = Path(path)
     try:
@@ -69,8 +71,10 @@ def load_checkpoint(path) -> dict:
     except Exception as exc:
         raise UserError(f"cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
                         file=str(path), help="the file is damaged or not a diffc checkpoint") from None
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise UserError("not a diffc checkpoint (format 'diffc-checkpoint-1' expected)", file=str(path))
+    if not isinstance(data, dict) or data.get("format") not in formats:
+        raise UserError(f"not a diffc checkpoint (format {' or '.join(map(repr, formats))} expected)", file=str(path),
+                        help="a released checkpoint (DiT, SiT, DTR, EDM2 .pkl) is read with --spec SPEC, or "
+                             "imported first: diffc import-weights SPEC FILE -o model.pt")
     return data
 
 
@@ -120,7 +124,10 @@ def load_for_inference(path, ema: str | None = None, device="cpu", vae: str | No
     (diffc.parameterizations, what the samplers need of the training objective), recipe and, for a latent model,
     the decoder it was trained with (`vae`: another AutoencoderKL folder to decode with)."""
     file = resolve_checkpoint(path)
-    data = load_checkpoint(file)
+    data = load_checkpoint(file, (CHECKPOINT_FORMAT, MODEL_FORMAT))
+    if data["format"] == MODEL_FORMAT and ema is not None:
+        raise UserError("this model file holds one set of weights, it has no EMA profiles", file=str(file),
+                        help="drop --ema")
     if ema is None:
         weights = data["model"]
     else:
@@ -134,14 +141,16 @@ def load_for_inference(path, ema: str | None = None, device="cpu", vae: str | No
     module = built.module
     module.load_state_dict(clean_state_dict(weights))
     module.to(device).eval().requires_grad_(False)
-    objective = build_parameterization(data["recipe"]["objective"], built.interface, str(file))
+    recipe = data.get("recipe") or {"objective": {"kind": DEFAULT_OBJECTIVE[built.interface.noise.kind]}}
+    objective = build_parameterization(recipe["objective"], built.interface, str(file))
     info = {"nimg": data.get("nimg"), "ema": ema, "spec_hash": data.get("spec_hash"), "path": str(file),
             "model_name": data.get("model_name")}
-    return InferenceBundle(module, built.interface, objective, data["recipe"], info,
-                           decoder=_latent_decoder(data.get("autoencoder"), vae, file, device))
+    return InferenceBundle(module, built.interface, objective, recipe, info,
+                           decoder=latent_decoder(data.get("autoencoder"), vae, file, device))
 
 
-def _latent_decoder(record, vae, file: Path, device):
+def latent_decoder(record, vae, file: Path, device):
+    """The LatentDecoder of an autoencoder record (None: a pixel model); `vae` replaces its autoencoder."""
     from diffc.autoencoder import LatentDecoder
     if record is None:
         if vae is not None:

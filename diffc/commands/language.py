@@ -113,21 +113,36 @@ def blocks(search):
 @click.argument("weights", type=click.Path(dir_okay=False))
 @model_option
 @click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Where to write the model (.pt).")
-def import_weights(spec, weights, model, out):
-    """Load a reference state_dict (e.g. DiT's or EDM2's) into the compiled SPEC, key for key.
+@click.option("--weights", "which", type=click.Choice(["ema", "model"]), default="ema", show_default=True,
+              help="which weights of a training checkpoint {model, ema, opt, args}")
+@click.option("--objective", type=click.Choice(["ddpm_eps", "ddpm_v", "edm2", "flow"]), default=None,
+              help="what the model predicts (default by the noise input: timestep ddpm_eps, sigma edm2, time flow)")
+@click.option("--latent/--pixel", default=None,
+              help="a latent (SD-VAE) or pixel model; default: latent when the samples have 4 channels")
+def import_weights(spec, weights, model, out, which, objective, latent):
+    """Load released weights into the compiled SPEC, key for key, and write a model file `diffc sample` reads.
 
     \b
-    Example:  diffc import-weights specs/dit.diffspec DiT-XL-2-256x256.pt --model DiT_XL_2 -o dit_xl2.pt
+    Reads bare state_dicts (DiT-XL-2-256x256.pt), DiT/SiT/LayerSync/DTR training checkpoints (--weights ema|model;
+    DTR routing buffers are checked against the spec's @route tables) and EDM2 network-snapshot/phema .pkl
+    files. Nothing pickled in them is ever run.
+    Examples:
+      diffc import-weights specs/dit.diffspec DiT-XL-2-256x256.pt --model DiT_XL_2 -o dit_xl2.pt
+      diffc import-weights specs/edm2_img512_xs.diffspec edm2-img512-xs-2147483-0.135.pkl -o xs.pt
     """
     import torch
 
+    from diffc.checkpoints import MODEL_FORMAT
     from diffc.compiler import build_model
     from diffc.files import atomic_write
-    from diffc.weights import import_state_dict, read_state_dict
+    from diffc.weights import import_weights as import_into, imported_metadata, read_state_dict
+    state = read_state_dict(weights, which)          # a bad or hostile file is refused before the model is built
     built = build_model(spec, model, device="cpu")
-    import_state_dict(built.module, read_state_dict(weights))
-    state = {"format": "diffc-model-1", "model": built.module.state_dict(), "spec_text": built.spec_text,
+    import_into(built, state)
+    recipe, autoencoder = imported_metadata(built.interface, objective, latent)
+    state = {"format": MODEL_FORMAT, "model": built.module.state_dict(), "spec_text": built.spec_text,
              "spec_hash": built.spec_hash, "model_name": built.model_name, "spec_path": str(spec),
-             "imported_from": str(weights)}
+             "imported_from": str(weights), "weights": which,
+             "recipe": recipe, "autoencoder": autoencoder}
     atomic_write(out, lambda handle: torch.save(state, handle))
-    click.echo(f"imported {weights} into {built.model_name}; wrote {out}")
+    click.echo(f"imported {weights} ({which}) into {built.model_name}; wrote {out}")

@@ -67,8 +67,14 @@ def sampler_config(options: dict):
 @click.option("--guide", type=click.Path(), default=None,
               help="guide by a second network (EDM2 gnet / autoguidance): a checkpoint or run directory")
 @click.option("--guide-ema", default=None, help="EMA profile of the --guide network")
+@click.option("--spec", type=click.Path(dir_okay=False), default=None,
+              help="CHECKPOINT is a released weights file (DiT .pt, DTR/SiT training checkpoint, EDM2 .pkl) for "
+                   "this spec's model; it is imported on the fly (see diffc import-weights)")
+@click.option("--model", default=None, help="with --spec: which model of the spec")
+@click.option("--weights", "which", type=click.Choice(["ema", "model"]), default="ema", show_default=True,
+              help="with --spec: which weights of a training checkpoint")
 @sampler_options
-def sample(checkpoint, count, out, grid_count, guide, guide_ema, **options):
+def sample(checkpoint, count, out, grid_count, guide, guide_ema, spec, model, which, **options):
     """Generate N images from CHECKPOINT (a file or a run directory) into the folder OUT."""
     import attrs
     import numpy as np
@@ -78,7 +84,11 @@ def sample(checkpoint, count, out, grid_count, guide, guide_ema, **options):
     from diffc.sampling.images import grid_image, pil_image
 
     options["device"] = resolve_device(options["device"])
-    bundle = load_bundle(checkpoint, ema=options["ema"], device=options["device"], vae=options["vae"])
+    if spec:
+        from diffc.weights import load_released
+        bundle = load_released(spec, checkpoint, model, which, device=options["device"], vae=options["vae"])
+    else:
+        bundle = load_bundle(checkpoint, ema=options["ema"], device=options["device"], vae=options["vae"])
     config = resolve_for(sampler_config(options), bundle.objective)
     if guide:
         bundle = attrs.evolve(bundle, guide=load_bundle(guide, ema=guide_ema, device=options["device"]))
