@@ -199,7 +199,7 @@ def test_warning_for_guiding_a_condition_trained_with_dropout_0():
 def test_cli_sample_prints_the_dropout_0_warning(tmp_path, monkeypatch, capsys):
     never_dropped = Condition("y", "label", (10,), dropout=0.0)
     bundle = Bundle("ddpm_eps", NoiseInput("t", "timestep", steps=1000), _x0_out_of_range, conditions=(never_dropped,))
-    monkeypatch.setattr("diffc.sampling.generate.load_bundle", lambda path, ema=None, device="cpu": bundle)
+    monkeypatch.setattr("diffc.sampling.generate.load_bundle", lambda path, ema=None, device="cpu", vae=None: bundle)
     (tmp_path / "ckpt.pt").write_bytes(b"")
     with pytest.raises(SystemExit) as exit_info:
         main(["sample", str(tmp_path / "ckpt.pt"), "--n", "2", "--steps", "2", "--guidance", "3",
