@@ -132,6 +132,8 @@ def test_pixel_models_clip_x0_and_latent_models_do_not(sampler):
     assert clipped.max() <= 1.0 and clipped.min() >= -1.0 and raw.max() > 1.5
     forced = sample_images(latent, range(4), SamplerConfig(sampler, steps=10, clip_denoised=True))
     assert torch.equal(forced, clipped)
+    pixel.decoder = object()                   # a model decoded by an autoencoder (training previews) is latent
+    assert torch.equal(sample_images(pixel, range(4), config), raw)
 
 
 def test_ddim_clip_rederives_eps_from_the_clipped_x0():

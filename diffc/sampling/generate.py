@@ -140,7 +140,8 @@ def clip_denoised(bundle, config: SamplerConfig) -> bool:
     if config.clip_denoised is not None:
         return config.clip_denoised
     recipe = getattr(bundle, "recipe", None) or {}
-    latent = (recipe.get("data") or {}).get("name") == "latents" or bool((recipe.get("autoencoder") or {}).get("path"))
+    latent = (getattr(bundle, "decoder", None) is not None or (recipe.get("data") or {}).get("name") == "latents"
+              or bool((recipe.get("autoencoder") or {}).get("path")))
     return not latent
 
 
