@@ -119,12 +119,26 @@ def _profile_name(ema: str, profiles: dict) -> str:
     return matches[0] if len(matches) == 1 else ema
 
 
+RECIPE_EMA = "recipe"        # load_for_inference(ema=RECIPE_EMA): the profile the run's sample grids used
+
+
+def _recipe_profile(data: dict, file) -> str | None:
+    """The run's sample.ema: a profile name, 'auto' (the first profile tracked, raw weights when none) or None."""
+    wanted = ((data.get("recipe") or {}).get("sample") or {}).get("ema", "auto")
+    if wanted == "auto":
+        return next(iter(data.get("ema") or {}), None)
+    return wanted
+
+
 def load_for_inference(path, ema: str | None = None, device="cpu", vae: str | None = None) -> InferenceBundle:
-    """Model in eval mode with the weights of EMA profile `ema` (None: raw weights), its parameterisation
-    (diffc.parameterizations, what the samplers need of the training objective), recipe and, for a latent model,
-    the decoder it was trained with (`vae`: another AutoencoderKL folder to decode with)."""
+    """Model in eval mode with the weights of EMA profile `ema` (None: raw weights; RECIPE_EMA: the recipe's
+    sample.ema, as in the training grids), its parameterisation (diffc.parameterizations, what the samplers need
+    of the training objective), recipe and, for a latent model, the decoder it was trained with (`vae`: another
+    AutoencoderKL folder to decode with)."""
     file = resolve_checkpoint(path)
     data = load_checkpoint(file, (CHECKPOINT_FORMAT, MODEL_FORMAT))
+    if ema == RECIPE_EMA:
+        ema = _recipe_profile(data, file)         # a model file (no recipe, no EMA): its one set of weights
     if data["format"] == MODEL_FORMAT and ema is not None:
         raise UserError("this model file holds one set of weights, it has no EMA profiles", file=str(file),
                         help="drop --ema")

@@ -15,12 +15,18 @@ from diffc.sampling import DEFAULT_STEPS, ODE_METHODS, SAMPLERS
 def sampler_options(command):
     """Options shared by `sample` and `eval` that build a SamplerConfig."""
     options = [
-        click.option("--ema", default=None, help="EMA profile to load (e.g. 0.100); default: the checkpoint's own"),
+        click.option("--ema", default=None,
+                     help="EMA profile (e.g. 0.100 or ema-0.100), or 'raw' for the trained weights; default: the "
+                          "run's sample.ema, the weights of its training grids ('auto' = the first profile tracked, "
+                          "ema-0.050 in the default recipe)"),
         click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None,
-                     help="default: ddpm (DDPM models), heun (EDM), ode (flow); dpmpp-2m (DPM-Solver++ 2M), unipc "
-                          "and euler-a (Euler ancestral) run diffusers' schedulers on DDPM and flow models"),
+                     help="default: the run's sample.sampler at sample.steps, as in its training grids (ddim for "
+                          "DDPM models, heun for EDM, ode for flow unless the recipe says otherwise); dpmpp-2m "
+                          "(DPM-Solver++ 2M), unipc and euler-a (Euler ancestral) run diffusers' schedulers on DDPM "
+                          "and flow models"),
         click.option("--steps", type=click.IntRange(min=1), default=None,
-                     help="sampling steps; defaults " + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())),
+                     help="sampling steps; default: the run's sample.steps, or with --sampler that sampler's own: "
+                          + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())),
         click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM stochasticity"),
         click.option("--ode-method", type=click.Choice(list(ODE_METHODS)), default="heun",
                      show_default=True, help="flow ODE solver (dopri5: adaptive, torchdiffeq)"),
@@ -28,9 +34,10 @@ def sampler_options(command):
         click.option("--sigma-max", type=float, default=80.0, show_default=True, help="EDM schedule: highest sigma"),
         click.option("--rho", type=float, default=7.0, show_default=True, help="EDM rho schedule exponent"),
         click.option("--churn", type=float, default=0.0, show_default=True, help="EDM S_churn (0 = deterministic)"),
-        click.option("--guidance", type=float, default=1.0, show_default=True,
+        click.option("--guidance", type=float, default=None,
                      help="classifier-free guidance scale on all conditions (1 = off); with --guide, the scale w "
-                          "of D = D_guide + w (D - D_guide)"),
+                          "of D = D_guide + w (D - D_guide); default: the run's sample.guidance for "
+                          "class-conditional models (2 in the default recipe), else 1"),
         click.option("--semantic-guidance", type=float, default=None, help="disentangled guidance: semantic scale"),
         click.option("--control-guidance", type=float, default=None, help="disentangled guidance: control scale"),
         click.option("--guidance-channels", type=click.IntRange(min=1), default=None,
@@ -51,11 +58,24 @@ def sampler_options(command):
     return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
 
 
-def sampler_config(options: dict):
-    from diffc.sampling.generate import SamplerConfig
+def load_for_options(checkpoint, options: dict):
+    """The checkpoint's InferenceBundle with --ema (default: the run's sample.ema; 'raw': no EMA)."""
+    from diffc.checkpoints import RECIPE_EMA
+    from diffc.sampling.generate import load_bundle
+    ema = {None: RECIPE_EMA, "raw": None}.get(options["ema"], options["ema"])
+    return load_bundle(checkpoint, ema=ema, device=options["device"], vae=options.get("vae"))
+
+
+def sampler_config(options: dict, bundle):
+    """The SamplerConfig of the flags, completed from the run's recipe (diffc.sampling.defaults)."""
+    from diffc.sampling.defaults import recipe_sampling
+    from diffc.sampling.generate import SamplerConfig, resolve_for
     fields = ("sampler", "steps", "eta", "ode_method", "guidance", "semantic_guidance", "control_guidance",
               "guidance_channels", "variance", "clip_denoised", "sigma_min", "sigma_max", "rho", "churn")
-    return SamplerConfig(**{name: options[name] for name in fields})
+    has_label = any(c.kind == "label" for c in bundle.interface.conditions)
+    chosen = recipe_sampling({name: options[name] for name in fields}, getattr(bundle, "recipe", None) or {},
+                             bundle.objective.family, has_label)
+    return resolve_for(SamplerConfig(**chosen), bundle.objective)
 
 
 @click.command()
@@ -79,7 +99,7 @@ def sample(checkpoint, count, out, grid_count, guide, guide_ema, spec, model, wh
     import attrs
     import numpy as np
 
-    from diffc.sampling.generate import generate, load_bundle, resolve_for
+    from diffc.sampling.generate import generate, load_bundle
     from diffc.sampling.guidance import untrained_null_conditions
     from diffc.sampling.images import grid_image, pil_image
 
@@ -88,8 +108,8 @@ def sample(checkpoint, count, out, grid_count, guide, guide_ema, spec, model, wh
         from diffc.weights import load_released
         bundle = load_released(spec, checkpoint, model, which, device=options["device"], vae=options["vae"])
     else:
-        bundle = load_bundle(checkpoint, ema=options["ema"], device=options["device"], vae=options["vae"])
-    config = resolve_for(sampler_config(options), bundle.objective)
+        bundle = load_for_options(checkpoint, options)
+    config = sampler_config(options, bundle)
     if guide:
         bundle = attrs.evolve(bundle, guide=load_bundle(guide, ema=guide_ema, device=options["device"]))
     else:
@@ -109,7 +129,7 @@ def sample(checkpoint, count, out, grid_count, guide, guide_ema, spec, model, wh
     images = np.concatenate(batches)
     np.savez(out / "samples.npz", arr_0=images, seeds=np.arange(seed, seed + count))
     grid_image(images[:grid_count]).save(out / "grid.png")
-    provenance = {"checkpoint": str(Path(checkpoint).resolve()), "ema": options["ema"], "num_samples": count,
+    provenance = {"checkpoint": str(Path(checkpoint).resolve()), "ema": bundle.info.get("ema"), "num_samples": count,
                   "guide": str(Path(guide).resolve()) if guide else None, "guide_ema": guide_ema,
                   "seeds": [seed, seed + count - 1], "label": options["label"], "sampler": config.provenance(),
                   "autoencoder": bundle.decoder.info if getattr(bundle, "decoder", None) else None,

@@ -47,15 +47,16 @@ def evaluate_bundle(bundle, reference: str = "builtin", num_samples: int = 1000,
     }
 
 
-def evaluate_checkpoint(checkpoint, ema=None, out=None, vae=None, **kwargs) -> dict:
-    """Load `checkpoint` (file or run directory) with EMA profile `ema`, evaluate it, write the JSON result.
+def evaluate_checkpoint(checkpoint, ema=None, out=None, vae=None, bundle=None, **kwargs) -> dict:
+    """Load `checkpoint` (file or run directory) with EMA profile `ema` (or take the loaded `bundle`), evaluate it,
+    write the JSON result.
 
     The result goes to `out` if given, else next to the checkpoint as `eval-<ema>-<extractor>-n<N>.json`.
     Keyword arguments are those of `evaluate_bundle`. Returns the result dict, with its path under "path".
     """
-    bundle = load_bundle(checkpoint, ema=ema, device=kwargs.get("device", "cpu"), vae=vae)
+    bundle = bundle or load_bundle(checkpoint, ema=ema, device=kwargs.get("device", "cpu"), vae=vae)
     result = evaluate_bundle(bundle, **kwargs)
-    result["provenance"]["ema"] = ema if ema is not None else result["provenance"]["ema"]
+    result["provenance"]["ema"] = ema = ema if ema is not None else result["provenance"]["ema"]
     path = Path(out) if out else default_result_path(checkpoint, ema, result["provenance"]["extractor"]["name"],
                                                      result["provenance"]["num_samples"])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ def evaluate_checkpoint(checkpoint, ema=None, out=None, vae=None, **kwargs) -> d
 def default_result_path(checkpoint, ema, extractor: str, num_samples: int) -> Path:
     checkpoint = Path(checkpoint)
     folder, prefix = (checkpoint, "") if checkpoint.is_dir() else (checkpoint.parent, checkpoint.stem + ".")
-    return folder / f"{prefix}eval-{ema if ema is not None else 'default'}-{extractor}-n{num_samples}.json"
+    return folder / f"{prefix}eval-{ema if ema is not None else 'raw'}-{extractor}-n{num_samples}.json"
 
 
 def _plain(value):

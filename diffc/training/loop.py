@@ -239,5 +239,6 @@ def _write_samples(sample_module, module, ema, objective, cfg, run_dir, nimg, de
     sample_module.load_state_dict(ema.profiles[name] if name else module.state_dict())
     sample_module.eval()
     path = Path(run_dir) / "samples" / f"samples-{nimg:012d}.png"
-    write_preview(sample_module, objective, cfg.n, cfg.steps, cfg.guidance, cfg.seed, path, device)
+    write_preview(sample_module, objective, cfg.n, cfg.steps, cfg.guidance, cfg.seed, path, device,
+                  sampler=cfg.sampler)
     return path

@@ -7,22 +7,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-PREVIEW_SAMPLER = {"ddpm": "ddim", "edm": "heun", "flow": "ode"}   # deterministic, few steps
+from diffc.sampling.defaults import PREVIEW_SAMPLER
 
 
 @torch.no_grad()
 def write_preview(module, objective, n: int, steps: int, guidance: float, seed: int, path: Path, device,
-                  decoder=None) -> None:
-    """A grid of n samples through diffc.sampling (seeds seed..seed+n-1, labels cycling 0..K-1); a latent
-    model's samples decoded by `decoder` (diffc.autoencoder.LatentDecoder)."""
+                  decoder=None, sampler: str | None = None) -> None:
+    """A grid of n samples through diffc.sampling (seeds seed..seed+n-1, labels cycling 0..K-1) with `sampler`
+    (default: PREVIEW_SAMPLER of the family); a latent model's samples decoded by `decoder`
+    (diffc.autoencoder.LatentDecoder)."""
     from diffc.sampling.generate import SamplerConfig, sample_pixels, to_uint8
     from diffc.sampling.images import grid_image
     from diffc.checkpoints import InferenceBundle
     interface = objective.interface
     label = next((c for c in interface.conditions if c.kind == "label"), None)
     labels = [i % label.classes for i in range(n)] if label is not None else None
-    config = SamplerConfig(sampler=PREVIEW_SAMPLER[objective.family], steps=steps,
+    config = SamplerConfig(sampler=sampler or PREVIEW_SAMPLER[objective.family], steps=steps,
                            guidance=guidance if label is not None else 1.0)
     bundle = InferenceBundle(module, interface, objective, {}, {}, decoder=decoder)
     images = to_uint8(sample_pixels(bundle, list(range(seed, seed + n)), config, labels, device))

@@ -14,6 +14,7 @@ import attrs
 from diffc.bounds import (ADAM_BETA, AT_LEAST_ONE, DROP_RATE, NON_NEGATIVE, POSITIVE, PREVIEW_COUNT, PROBABILITY,
                           SEED, Bound, bound)
 from diffc.parameterizations import ObjectiveConfig
+from diffc.sampling import SAMPLERS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|k|M|G)?\s*(steps?|img|images)?\s*$")
 _SCALE = {None: 1, "Ki": 1024, "Mi": 1024 ** 2, "Gi": 1024 ** 3, "k": 1000, "M": 1000 ** 2, "G": 1000 ** 3}
@@ -143,6 +144,8 @@ class SampleConfig:
     steps: int = attrs.field(default=50, metadata=bound(Bound(1, 10_000)))
     guidance: float = attrs.field(default=1.0, metadata=bound(NON_NEGATIVE))
     ema: str | None = "auto"                  # EMA profile for the grid; auto: the first one; null: raw weights
+    # the grid's sampler, and `diffc sample` / `eval`'s default; null: ddim (DDPM), heun (EDM), ode (flow)
+    sampler: str | None = attrs.field(default=None, metadata=_choice(*SAMPLERS))
     seed: int = attrs.field(default=0, metadata=bound(SEED))
 
 

@@ -45,6 +45,7 @@ def cross_checks(recipe, data, base_dir: Path | None, error) -> list[Diagnostic]
         out.append(error("sample.ema", f"sample.ema '{recipe.sample.ema}' is not an EMA profile this run tracks",
                          (did_you_mean(recipe.sample.ema, names) or f"tracked: {tracked}.")
                          + " ('auto' takes the first profile, null the raw weights)"))
+    out.extend(_preview_sampler(recipe, error))
     if recipe.lr.kind == "cosine" and recipe.lr.min_lr > recipe.optimizer.lr:
         out.append(error("lr.min_lr", f"lr.min_lr {recipe.lr.min_lr} is above optimizer.lr {recipe.optimizer.lr}",
                          "the cosine schedule decays from optimizer.lr down to min_lr"))
@@ -74,6 +75,18 @@ def _autoencoder(recipe, base_dir: Path | None, error) -> list[Diagnostic]:
     except UserError as err:
         return [error("autoencoder.path", f"autoencoder.path: {err.diagnostics[0].message}", err.diagnostics[0].help)]
     return []
+
+
+def _preview_sampler(recipe, error) -> list[Diagnostic]:
+    """sample.sampler fits the objective's family (ddpm | edm | flow)."""
+    from diffc.sampling import SAMPLERS, sampler_families
+    sampler, kind = recipe.sample.sampler, recipe.objective.kind
+    family = {"edm2": "edm"}.get(kind, kind.split("_")[0])
+    if sampler is None or family in sampler_families(sampler):
+        return []
+    fitting = ", ".join(s for s in SAMPLERS if family in sampler_families(s))
+    return [error("sample.sampler", f"sample.sampler '{sampler}' is for {' / '.join(sampler_families(sampler))} "
+                                    f"models, but objective '{kind}' is {family}", f"use one of: {fitting}")]
 
 
 def _data_path(cfg, base_dir: Path | None, error) -> list[Diagnostic]:
