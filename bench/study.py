@@ -37,6 +37,7 @@ def run_point(method, seed, images, args, results):
 
     from diffc.compiler import build_model
     from diffc.evaluation.evaluate import evaluate_bundle
+    from diffc.evaluation.names import headline
     from diffc.sampling.generate import SamplerConfig
     from diffc.checkpoints import load_for_inference
     from diffc.training.loop import train
@@ -58,7 +59,7 @@ def run_point(method, seed, images, args, results):
                              config=SamplerConfig(sampler=sampler, steps=steps), seed=10_000 * seed,
                              progress=False)
     point = {"method": method, "seed": seed, "images": images, "train_seconds": train_seconds,
-             "fid": result["metrics"]["frechet_inception_distance"], "sampler": f"{sampler} {steps}",
+             "fid": headline(result)[2], "sampler": f"{sampler} {steps}",
              "extractor": result["provenance"]["extractor"]["name"]}
     results["points"][key] = point
     return point

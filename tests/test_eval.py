@@ -78,7 +78,7 @@ def test_npz_and_folder_references_read_the_same_images(tmp_path):
 
 
 def test_bad_references_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match="not 'builtin', an image folder or an existing .npz"):
+    with pytest.raises(UserError, match="not builtin, builtin-train, builtin-all, an image folder or an existing .npz"):
         reference_input(str(tmp_path / "missing"), 16)
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no .png/.jpg images"):
@@ -144,14 +144,15 @@ def test_evaluate_bundle_oracle_beats_blank_and_records_provenance():
     blank = evaluate_bundle(Bundle(scale=0.0), num_samples=48, config=config, seed=3, progress=False)
     # per-sample seeds: the batch size does not matter (the extractor's float32 batching leaves ~1e-9 relative)
     assert oracle["metrics"] == pytest.approx(batched["metrics"], rel=1e-6)
-    assert oracle["metrics"]["frechet_inception_distance"] < blank["metrics"]["frechet_inception_distance"] / 5
+    assert oracle["metrics"]["fd_digits_cnn"] < blank["metrics"]["fd_digits_cnn"] / 5
     assert oracle["metrics"]["precision"] > 0.8
     p = oracle["provenance"]
     assert p["num_samples"] == 48 and p["seeds"] == [3, 50] and p["ema"] == "0.100"
     assert p["sampler"]["sampler"] == "heun" and p["sampler"]["steps"] == 8
     assert p["extractor"]["name"] == "diffc-digits-cnn"
     assert p["extractor"]["weights_sha256"] == digits_extractor.file_sha256(digits_extractor.default_weights_path())
-    assert p["reference"] == {"kind": "builtin-digits", "count": 1797, "resolution": 16, "upsampling": "bilinear"}
+    assert p["reference"] == {"kind": "builtin-digits", "split": "held-out", "count": 297, "resolution": 16,
+                              "upsampling": "bilinear"}
     assert p["checkpoint"]["nimg"] == 1234
 
 
@@ -213,7 +214,10 @@ def test_cli_eval_writes_json_next_to_checkpoint(toy_checkpoint, capsys):
     assert code == 0, text
     result_path = checkpoint.parent / "ckpt.eval-0.100-diffc-digits-cnn-n12.json"
     result = json.loads(result_path.read_text())
-    assert set(result["metrics"]) >= {"frechet_inception_distance", "kernel_inception_distance_mean", "precision",
-                                      "recall", "inception_score_mean"}
+    assert set(result["metrics"]) == {"fd_digits_cnn", "kd_digits_cnn_x1e3", "kd_digits_cnn_x1e3_std", "precision",
+                                      "recall", "f_score", "is_digits_cnn_mean", "is_digits_cnn_std"}
     assert result["provenance"]["ema"] == "0.100" and result["provenance"]["num_samples"] == 12
-    assert "frechet_inception_distance" in text and str(result_path) in text
+    assert result["metric_labels"]["fd_digits_cnn"] == \
+        "FD (digits-CNN features) vs built-in digits, held-out split (297 images)"
+    assert "KD x10^3 (digits-CNN features)" in result["metric_labels"]["kd_digits_cnn_x1e3"]
+    assert "FD (digits-CNN features)" in text and "Inception" not in text and str(result_path) in text

@@ -20,7 +20,9 @@ from diffc.training.recipe import ConditioningConfig, DataConfig
 
 def test_digits_are_scaled_and_upsampled():
     data = build_dataset(DataConfig(), toy_interface(), Path("."))
-    assert len(data) == 1797 and data.images.min() == -1 and data.images.max() == 1
+    assert len(data) == 1500 and data.images.min() == -1 and data.images.max() == 1   # eval's 297 held out
+    everything = build_dataset(DataConfig(split="all"), toy_interface(), Path("."))
+    assert len(everything) == 1797 and torch.equal(everything.images[:1500], data.images)
     batch = load_batch(data, DataConfig(), torch.arange(4), (16, 16), torch.Generator())
     assert batch.images.shape == (4, 1, 16, 16) and batch.labels.tolist() == [0, 1, 2, 3]
     assert torch.allclose(batch.control[0], torch.tensor([0.5, 0.5, 0, 0, 1, 1, 0]))
@@ -88,7 +90,7 @@ def test_conditions_drop_independently():
                                (Condition("y", "label", (10,), 0.5), Condition("c", "control", (7,), 0.5)))
     data = build_dataset(DataConfig(), interface, Path("."))
     check_conditions(interface, data)
-    batch = load_batch(data, DataConfig(), torch.arange(2000) % 1797, (16, 16), torch.Generator())
+    batch = load_batch(data, DataConfig(), torch.arange(2000) % len(data), (16, 16), torch.Generator())
     cond = build_cond(interface, ConditioningConfig(), batch, torch.Generator().manual_seed(0), "cpu")
     label_drop = cond["y"] == 10
     control_drop = cond["c"].isnan().all(1)

@@ -13,9 +13,11 @@ Example:
 @click.option("--nimg", type=int, default=None, help="training time in images (default: the latest snapshot)")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="default: RUN/phema-{nimg}.pt")
 @click.option("--metric", type=click.Choice(["none", "fid"]), default="none", show_default=True,
-              help="also evaluate each reconstructed profile (FID with the built-in or Inception extractor)")
+              help="also evaluate each reconstructed profile (the Frechet distance: FD with digits-CNN features "
+                   "for the built-in data, FID with Inception-v3 otherwise)")
 @click.option("--samples", type=int, default=1000, show_default=True, help="generated samples per metric")
-@click.option("--reference", default="builtin", show_default=True, help="FID reference: builtin | folder | .npz")
+@click.option("--reference", default="builtin", show_default=True,
+              help="reference: builtin (digits held-out split) | builtin-train | builtin-all | folder | .npz")
 def ema(run_dir, sigma_rels, nimg, out, metric, samples, reference):
     """Reconstruct power-function EMA profiles from RUN/phema snapshots (EDM2 post-hoc EMA), and
     optionally sweep them with a metric to pick the EMA length."""
@@ -26,12 +28,15 @@ def ema(run_dir, sigma_rels, nimg, out, metric, samples, reference):
     if metric == "none":
         return
     from diffc.evaluation.evaluate import evaluate_checkpoint
+    from diffc.evaluation.names import headline
     rows = []
     for name, sigma_rel in zip(names, sigma_rels):
         result = evaluate_checkpoint(path, ema=name, num_samples=samples, reference=reference, progress=False)
-        rows.append((sigma_rel, result["metrics"]["frechet_inception_distance"], result["path"]))
-    click.echo(f"{'sigma_rel':>9}  {'FID':>9}  result")
-    for sigma_rel, fid, where in rows:
-        click.echo(f"{sigma_rel:9.3f}  {fid:9.3f}  {where}")
-    best = min(rows, key=lambda r: r[1])
-    click.echo(f"best: sigma_rel {best[0]:.3f} (FID {best[1]:.3f})")
+        rows.append((sigma_rel, *headline(result), result["path"]))
+    short = rows[0][1].upper().replace("_DIGITS_CNN", "")          # FID, or FD with the digits CNN
+    click.echo(f"# {short}: {rows[0][2]}")
+    click.echo(f"{'sigma_rel':>9}  {short:>9}  result")
+    for sigma_rel, _, _, value, where in rows:
+        click.echo(f"{sigma_rel:9.3f}  {value:9.3f}  {where}")
+    best = min(rows, key=lambda r: r[3])
+    click.echo(f"best: sigma_rel {best[0]:.3f} ({short} {best[3]:.3f})")

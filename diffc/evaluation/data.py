@@ -14,6 +14,12 @@ from diffc.datacheck import check_items, image_problem
 from diffc.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The built-in digits split in a fixed order: the last 297 are held out (never trained on by a recipe's default
+# `data.split: train`, nor by the digits CNN), so `diffc eval --ref builtin` scores against images the model never saw.
+DIGITS_COUNT, DIGITS_HELD_OUT = 1797, 297
+DIGITS_SPLITS = {"train": slice(0, DIGITS_COUNT - DIGITS_HELD_OUT), "held-out": slice(DIGITS_COUNT - DIGITS_HELD_OUT, None),
+                 "all": slice(None)}
+BUILTIN_REFERENCES = {"builtin": "held-out", "builtin-train": "train", "builtin-all": "all"}
 
 
 def digits_float(resolution: int = 16):
@@ -74,11 +80,13 @@ def load_npz_images(path) -> torch.Tensor:
 
 
 def reference_input(reference: str, resolution: int):
-    """(torch-fidelity input, description) for 'builtin', an image folder or an `.npz` file."""
-    if reference == "builtin":
-        images = digits_uint8(resolution)
-        return ImageTensorDataset(images), {"kind": "builtin-digits", "count": len(images), "resolution": resolution,
-                                            "upsampling": "bilinear"}
+    """(torch-fidelity input, description) for the built-in digits ('builtin': the held-out split; 'builtin-train',
+    'builtin-all'), an image folder or an `.npz` file."""
+    if reference in BUILTIN_REFERENCES:
+        split = BUILTIN_REFERENCES[reference]
+        images = digits_uint8(resolution)[DIGITS_SPLITS[split]]
+        return ImageTensorDataset(images), {"kind": "builtin-digits", "split": split, "count": len(images),
+                                            "resolution": resolution, "upsampling": "bilinear"}
     path = Path(reference)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -89,5 +97,5 @@ def reference_input(reference: str, resolution: int):
     if path.is_file() and path.suffix == ".npz":
         images = load_npz_images(path)
         return ImageTensorDataset(images), {"kind": "npz", "path": str(path.resolve()), "count": len(images)}
-    raise UserError(f"reference '{reference}' is not 'builtin', an image folder or an existing .npz file",
-                    help="pass --ref builtin, --ref DIR (PNG/JPG files) or --ref FILE.npz")
+    raise UserError(f"reference '{reference}' is not {', '.join(BUILTIN_REFERENCES)}, an image folder or an existing "
+                    ".npz file", help="pass --ref builtin, --ref DIR (PNG/JPG files) or --ref FILE.npz")

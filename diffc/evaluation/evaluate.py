@@ -10,6 +10,7 @@ from pathlib import Path
 
 from diffc.evaluation.data import reference_input
 from diffc.evaluation.fidelity import SeededGenerator, fidelity_metrics, resolve_extractor, torch_fidelity_version
+from diffc.evaluation.names import name_metrics
 from diffc.sampling.generate import SamplerConfig, load_bundle, resolve_for, sample_pixels, to_uint8
 
 
@@ -22,14 +23,23 @@ def evaluate_bundle(bundle, reference: str = "builtin", num_samples: int = 1000,
     resolution = bundle.interface.sample_shape[-1] * (decoder.autoencoder.downsample if decoder else 1)
     reference_data, reference_info = reference_input(reference, resolution)
     chosen = resolve_extractor(extractor, reference, weights)
-    generator = SeededGenerator(lambda seeds: to_uint8(sample_pixels(bundle, seeds, config, labels, device)), seed)
+    from tqdm import tqdm
+    bar = tqdm(total=num_samples, unit="img", desc="sampling", disable=not progress, leave=False)
+
+    def draw(seeds):
+        images = to_uint8(sample_pixels(bundle, seeds, config, labels, device))
+        bar.update(len(seeds))
+        return images
     started = time.time()
-    metrics = fidelity_metrics(generator, reference_data, chosen, num_samples=num_samples,
+    with bar:
+        raw = fidelity_metrics(SeededGenerator(draw, seed), reference_data, chosen, num_samples=num_samples,
                                reference_count=reference_info["count"], batch_size=batch_size,
                                progress=progress, device=device)
+    metrics, labels = name_metrics(raw, chosen["name"], reference_info)
     info = dict(getattr(bundle, "info", {}) or {})
     return {
         "metrics": metrics,
+        "metric_labels": labels,
         "provenance": {
             "checkpoint": {k: _plain(v) for k, v in info.items()},
             "ema": info.get("ema"),

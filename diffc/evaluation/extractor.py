@@ -19,7 +19,7 @@ EXTRACTOR_NAME = "diffc-digits-cnn"
 INPUT_RESOLUTION = 16
 TRAIN_SEED = 0
 TRAIN_EPOCHS = 15
-HELD_OUT = 297          # the last 297 of the 1797 digits measure accuracy; the first 1500 train
+from diffc.evaluation.data import DIGITS_HELD_OUT as HELD_OUT   # the last 297 measure accuracy; the first 1500 train
 
 
 def cache_dir() -> Path:

@@ -72,7 +72,7 @@ def resolve_extractor(extractor: str, reference: str, weights=None) -> dict:
     if extractor not in EXTRACTORS:
         raise UserError(f"unknown feature extractor '{extractor}'", help=f"use one of: {', '.join(EXTRACTORS)}")
     if extractor == "auto":
-        extractor = "digits" if reference == "builtin" else "inception"
+        extractor = "digits" if str(reference).startswith("builtin") else "inception"
     if extractor == "inception":
         path = inception_weights(weights)
         layers = {"fid": "2048", "kid": "2048", "prc": "2048", "isc": "logits_unbiased"}
@@ -105,7 +105,7 @@ def fidelity_metrics(input1, input2, extractor: dict, num_samples: int | None = 
         feature_layer_fid=extractor["layers"]["fid"], feature_layer_kid=extractor["layers"]["kid"],
         feature_layer_prc=extractor["layers"]["prc"], feature_layer_isc=extractor["layers"]["isc"],
         kid_subset_size=min(1000, smallest), isc_splits=min(10, count1), save_cpu_ram=True, cache=False,
-        verbose=progress, datasets_download=False)
+        verbose=False, datasets_download=False)   # its own report calls every Frechet distance "Inception"
     if num_samples is not None:
         kwargs["input1_model_num_samples"] = num_samples
     try:

@@ -92,14 +92,18 @@ class FolderData:
         return bad + [(path, problem) for path, _ in self.files if (problem := image_problem(path))]
 
 
-def _digits(channels: int) -> TensorData:
+def _digits(channels: int, split: str) -> TensorData:
+    """The built-in digits, the `split` of diffc.evaluation.data.DIGITS_SPLITS (train: all but eval's held-out)."""
     from sklearn.datasets import load_digits
+
+    from diffc.evaluation.data import DIGITS_SPLITS
     if channels != 1:
         raise UserError(f"the built-in digits are 1-channel but the model takes {channels} channels",
                         help="use data: {name: folder, path: ...} or a 1-channel model")
     digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 8 - 1     # 0..16 -> [-1, 1]
-    return TensorData(images, torch.tensor(digits.target, dtype=torch.long), source="sklearn digits")
+    part = DIGITS_SPLITS[split]
+    images = torch.tensor(digits.images, dtype=torch.float32)[part, None] / 8 - 1     # 0..16 -> [-1, 1]
+    return TensorData(images, torch.tensor(digits.target, dtype=torch.long)[part], source=f"sklearn digits ({split})")
 
 
 def _arrays(path: Path, channels: int, latents: bool, scale: float) -> TensorData:
@@ -174,7 +178,7 @@ def build_dataset(cfg, interface, base_dir: Path):
         raise UserError(f"data.resolution is {cfg.resolution} but the model's samples are {height}x{width}",
                         help=f"set data: {{resolution: {height}}}")
     if cfg.name == "digits":
-        return _digits(channels)
+        return _digits(channels, cfg.split)
     if cfg.path is None:
         raise UserError(f"data '{cfg.name}' needs a path", help="data: {name: %s, path: ...}" % cfg.name)
     path = (base_dir / cfg.path) if not Path(cfg.path).is_absolute() else Path(cfg.path)
