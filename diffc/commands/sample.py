@@ -129,7 +129,8 @@ def sample(checkpoint, count, out, grid_count, guide, guide_ema, spec, model, wh
     images = np.concatenate(batches)
     np.savez(out / "samples.npz", arr_0=images, seeds=np.arange(seed, seed + count))
     grid_image(images[:grid_count]).save(out / "grid.png")
-    provenance = {"checkpoint": str(Path(checkpoint).resolve()), "ema": bundle.info.get("ema"), "num_samples": count,
+    provenance = {"checkpoint": str(Path(checkpoint).resolve()), "ema": (getattr(bundle, "info", None) or {}).get("ema"),
+                  "num_samples": count,
                   "guide": str(Path(guide).resolve()) if guide else None, "guide_ema": guide_ema,
                   "seeds": [seed, seed + count - 1], "label": options["label"], "sampler": config.provenance(),
                   "autoencoder": bundle.decoder.info if getattr(bundle, "decoder", None) else None,
