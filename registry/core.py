@@ -1,4 +1,4 @@
-"""Registry records, the `@block` / `@annotation` decorators, and plugin discovery."""
+"""Registry records, the `@block` / `@annotation` / `@method` decorators, and plugin discovery."""
 from __future__ import annotations
 
 import importlib
@@ -10,8 +10,8 @@ from typing import Any
 
 import attrs
 
-ENTRY_POINT_GROUP = "diffc.blocks"
-BUILTIN_PACKAGES = ("diffc.blocks",)          # every plain module in it registers blocks (not .nn)
+ENTRY_POINT_GROUPS = ("diffc.blocks", "diffc.methods")   # plug-in packages register through either
+BUILTIN_PACKAGES = ("diffc.blocks", "diffc.methods")   # every plain module in them registers (not .nn)
 BUILTIN_MODULES = ("diffc.registry.annotations",)
 
 
@@ -83,6 +83,17 @@ class AnnotationInfo:
         return f"@{self.name}({', '.join(parts)})"
 
 
+@attrs.frozen
+class MethodInfo:
+    name: str
+    cls: type                         # instantiated once per compile; see diffc.methods.Method
+    implements: tuple[str, ...]       # the annotations it gives meaning to
+    before: tuple[str, ...]           # methods whose pass must run after this one's
+    after: tuple[str, ...]            # methods whose pass must run before this one's
+    doc: str
+    origin: str = "diffc"
+
+
 def type_name(tp) -> str:
     if isinstance(tp, str):
         return tp
@@ -118,6 +129,7 @@ class Registry:
     def __init__(self):
         self.blocks: dict[str, BlockInfo] = {}
         self.annotations: dict[str, AnnotationInfo] = {}
+        self.methods: dict[str, MethodInfo] = {}
         self._loaded = False
         self._origin = "diffc"
 
@@ -131,8 +143,13 @@ class Registry:
             raise ValueError(f"annotation '@{info.name}' registered twice")
         self.annotations[info.name] = info
 
+    def add_method(self, info: MethodInfo) -> None:
+        if info.name in self.methods:
+            raise ValueError(f"method '{info.name}' registered twice ({self.methods[info.name].origin}, {info.origin})")
+        self.methods[info.name] = info
+
     def load(self) -> "Registry":
-        """Import the built-in block modules and every plugin of the entry-point group (once)."""
+        """Import the built-in block and method modules and every plugin of the entry-point groups (once)."""
         if self._loaded:
             return self
         self._loaded = True
@@ -143,12 +160,13 @@ class Registry:
                     importlib.import_module(f"{package}.{info.name}")
         for name in BUILTIN_MODULES:
             importlib.import_module(name)
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            self._origin = ep.name
-            try:
-                ep.load()
-            finally:
-                self._origin = "diffc"
+        for group in ENTRY_POINT_GROUPS:
+            for ep in entry_points(group=group):
+                self._origin = ep.name
+                try:
+                    ep.load()
+                finally:
+                    self._origin = "diffc"
         return self
 
     def block(self, name: str) -> BlockInfo | None:
@@ -156,6 +174,10 @@ class Registry:
 
     def annotation(self, name: str) -> AnnotationInfo | None:
         return self.load().annotations.get(name)
+
+    def implementer(self, annotation: str) -> MethodInfo | None:
+        """The method that gives `@annotation` its meaning (None: registered but implemented by no method)."""
+        return next((m for m in self.load().methods.values() if annotation in m.implements), None)
 
 
 REGISTRY = Registry()
@@ -190,3 +212,16 @@ def annotation(name: str, *, targets, positional=(), variadic=None):
         return cls
     return register
 
+
+
+def method(name: str, *, implements=None, before=(), after=()):
+    """Register a method (a diffc.methods.Method subclass) implementing annotations (default: `@name`).
+
+    `before` / `after` name methods whose passes must run after / before this one; the compiler derives
+    the pass order from them (diffc.methods.pass_order)."""
+    def register(cls):
+        REGISTRY.add_method(MethodInfo(name=name, cls=cls, implements=tuple(implements or (name,)),
+                                       before=tuple(before), after=tuple(after), doc=_first_doc_line(cls),
+                                       origin=REGISTRY._origin))
+        return cls
+    return register

@@ -47,7 +47,7 @@ def seeded_inputs(module, levels, dtype):
 
 
 def method_outputs() -> dict[str, np.ndarray]:
-    from diffc.compiler.runtime import route_table
+    from diffc.methods.route import route_table
     out = {}
     for channels, window, weight, tasks in ROUTE_TABLES:
         table = route_table(channels, window, weight, tasks)

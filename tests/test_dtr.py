@@ -7,8 +7,7 @@ from click.testing import CliRunner
 
 from diffc.cli import cli
 from diffc.compiler import build_model_from_text
-from diffc.compiler.lower_route import mask_starts
-from diffc.compiler.runtime import route_table
+from diffc.methods.route import mask_starts, route_table
 
 # dtr.md reference: C -> (C_beta, L, starts at t = 0/250/500/750/900/999, always-on)
 REFERENCE = {
@@ -94,7 +93,8 @@ def test_block_applies_the_mask_to_its_input_as_in_dtr_md():
 
 def test_continuous_time_selects_rows_by_one_minus_t():
     """Flow time t=1 is data (clean): task index round((1 - t) (T - 1))."""
-    from diffc.compiler.runtime import noise_fraction, route_rows
+    from diffc.compiler.runtime import noise_fraction
+    from diffc.methods.route import route_rows
     from diffc.interface import NoiseInput
     rows = route_rows(noise_fraction(torch.tensor([1.0, 0.0, 0.5]), NoiseInput("t", "time")), 1000)
     assert rows.tolist() == [0, 999, 500]

@@ -62,13 +62,13 @@ def test_repeat_names_nodes_like_the_reference_and_inherits_annotations():
     c = compile_text(BASE + "model M = Net with {\n  @route(0.8, 4) blocks\n}\n", "M")
     names = list(c.graph.nodes)
     assert ["blocks.0", "blocks.1", "blocks.2"] == [n for n in names if n.startswith("blocks")]
-    routed = [n for n in names if c.graph.nodes[n]["ir"].route is not None]
+    routed = [n for n in names if "route" in c.graph.nodes[n]["ir"].meta]
     assert routed == ["blocks.0", "blocks.1", "blocks.2"]
 
 
 def test_overlay_on_one_iteration_only():
     c = compile_text(BASE + "model M = Net with {\n  @route(0.8, 4) blocks[1]\n}\n", "M")
-    assert [n for n in c.graph.nodes if c.graph.nodes[n]["ir"].route is not None] == ["blocks.1"]
+    assert [n for n in c.graph.nodes if "route" in c.graph.nodes[n]["ir"].meta] == ["blocks.1"]
 
 
 def test_presets_chain_and_override_parameters():

@@ -128,6 +128,6 @@ def test_route_window_one_equals_the_unrouted_adm_bit_for_bit(tmp_path):
 def test_dtr_spec_routes_resblocks_and_attention_only_on_request():
     def routed_blocks(model_name):
         graph = build_model(SPECS / "adm_unet_dtr.diffspec", model_name).compiled.graph
-        return {node.block for node in nodes_in_order(graph) if node.route is not None}
+        return {node.block for node in nodes_in_order(graph) if "route" in node.meta}
     assert routed_blocks("ADM_tiny_DTR") == {"resblock"}
     assert routed_blocks("ADM_tiny_DTR_attention") == {"resblock", "attention_block"}

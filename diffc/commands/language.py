@@ -60,14 +60,12 @@ def compile_cmd(spec, model, save, expand, seed, error_format):
     import torch
 
     from diffc.compiler import build_model
-    from diffc.compiler.summary import format_table, route_report, summary_rows
+    from diffc.compiler.summary import format_table, method_lines, summary_rows
     built = build_model(spec, model, device="meta")
     rows, totals = summary_rows(built.compiled, built.module, fold=not expand)
     click.echo(format_table(rows, totals, built.model_name))
-    for line in route_report(built.compiled):
+    for line in method_lines(built.compiled, built.module):
         click.echo(line)
-    for key, weight in built.interface.aux_losses.items():
-        click.echo(f"aux loss {key}: weight {weight} (LayerSync, no parameters added)")
     if save:
         from diffc.files import atomic_write
         torch.manual_seed(seed)
@@ -86,6 +84,7 @@ def blocks(search):
     \b
     Example:  diffc blocks --search attention
     """
+    from diffc.methods import pass_order
     from diffc.registry import REGISTRY
     REGISTRY.load()
     word = (search or "").lower()
@@ -102,7 +101,16 @@ def blocks(search):
         info = REGISTRY.annotations[name]
         if word and word not in name.lower() and word not in info.doc.lower():
             continue
-        click.echo(f"{info.signature()}  [annotation on: {', '.join(sorted(info.targets))}]\n    {info.doc}")
+        origin = f"  (from {info.origin})" if info.origin != "diffc" else ""
+        click.echo(f"{info.signature()}  [annotation on: {', '.join(sorted(info.targets))}]{origin}\n    {info.doc}")
+        shown += 1
+    methods = [m for m in pass_order() if not word or word in m.name.lower() or word in m.doc.lower()
+               or any(word in a for a in m.implements)]
+    if methods:
+        click.echo("methods, in pass order (diffc.methods):")
+    for info in methods:
+        origin = f"  (from {info.origin})" if info.origin != "diffc" else ""
+        click.echo(f"  {info.name}: implements {', '.join('@' + a for a in info.implements)}{origin}\n    {info.doc}")
         shown += 1
     if not shown:
         raise UserError(f"no block or annotation matches '{search}'", help="run `diffc blocks` for the full list")

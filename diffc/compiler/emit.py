@@ -18,6 +18,7 @@ from diffc.compiler import runtime
 from diffc.compiler.codegen import Target, generate_forward, inlined
 from diffc.compiler.ir import nodes_in_order
 from diffc.errors import fail
+from diffc.methods import methods_in_order
 from diffc.registry import REGISTRY
 
 
@@ -29,8 +30,9 @@ class CompiledModel(nn.Module):
         self.interface = interface
         self.force_stage: int | None = None      # diffc compile: route every sample to one stage (meta FLOPs)
         objects, refs = [], {}                   # the generated code calls objects[i] for node i
+        methods = methods_in_order()
         for node in nodes_in_order(graph):
-            if node.block in ("input", "stage_merge") or inlined(node, REGISTRY):
+            if REGISTRY.block(node.block) is None or inlined(node, REGISTRY, methods):   # inputs, merges, inlined
                 continue
             owner, leaf, obj = self._build(node)
             if owner is None:
@@ -45,10 +47,10 @@ class CompiledModel(nn.Module):
         target = Target(ref=lambda node: refs[node.name], buffer=lambda name: f"self.{name}",
                         prologue=("nm = self._node_objects",))
         plan = generate_forward(graph, interface, target)
-        for name, key in plan.buffers.items():
-            self.register_buffer(name, runtime.route_table(*key), persistent=False)
+        for name, (factory, key) in plan.buffers.items():
+            self.register_buffer(name, factory(*key), persistent=False)
         self.forward_source = plan.source
-        self._forward = _compile(plan.source, interface)
+        self._forward = _compile(plan.source, interface, plan.names)
 
     # ---- construction ---------------------------------------------------------------------------
     def _build(self, node):
@@ -104,12 +106,10 @@ def _attribute(owner: str, leaf: str) -> str:
     return f"getattr({owner}, {ascii(leaf)})"
 
 
-def _compile(source: str, interface):
+def _compile(source: str, interface, names: dict):
     """Compile generated source (never user text) into a function; its lines show up in tracebacks."""
     filename = f"<diffc forward {next(_SOURCES)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = {"torch": torch, "F": F, "NOISE": interface.noise, "make_context": runtime.make_context,
-                 "route_rows": runtime.route_rows, "stage_members": runtime.stage_members,
-                 "slice_context": runtime.slice_context}
+    namespace = {**names, "torch": torch, "F": F, "NOISE": interface.noise, "make_context": runtime.make_context}
     exec(compile(source, filename, "exec"), namespace)
     return namespace["forward"]

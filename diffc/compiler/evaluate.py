@@ -86,7 +86,7 @@ class Evaluator:
             obj = self.evaluate(expr.obj, scope)
             if isinstance(obj, Wire):
                 info = REGISTRY.block(obj.node.block)
-                outputs = info.outputs if info else obj.node.context.get("outputs", ())
+                outputs = info.outputs if info else obj.node.meta.get("outputs", ())
                 if expr.name in outputs:
                     return Wire(obj.node, outputs.index(expr.name))
                 raise fail(f"{obj.node.describe()} has no output '{expr.name}'", expr.loc,

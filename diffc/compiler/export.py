@@ -22,10 +22,8 @@ from diffc.compiler import runtime
 from diffc.compiler.codegen import Target, generate_forward, inlined
 from diffc.compiler.ir import nodes_in_order
 from diffc.errors import UserError
+from diffc.methods import methods_in_order
 from diffc.registry import REGISTRY
-
-RUNTIME = {"make_context": runtime.make_context, "route_rows": runtime.route_rows,
-           "stage_members": runtime.stage_members, "slice_context": runtime.slice_context}   # codegen.RUNTIME_NAMES
 
 
 class Sources:
@@ -76,8 +74,8 @@ class Sources:
 
 
 def _exportable(module: str) -> bool:
-    return module.startswith("diffc.blocks.nn") or module in ("diffc.compiler.runtime", "diffc.schedules",
-                                                               "diffc.compiler.lower_route")
+    return module.startswith(("diffc.blocks.nn", "diffc.methods")) or module in ("diffc.compiler.runtime",
+                                                                                  "diffc.schedules")
 
 
 def _free_names(source: str) -> set[str]:
@@ -144,8 +142,9 @@ def export_source(compiled) -> str:
     graph, interface, name = compiled.graph, compiled.interface, compiled.model_name
     sources = Sources()
     init, containers, leaves = [], set(), {}
+    methods = methods_in_order()
     for node in nodes_in_order(graph):
-        if node.block in ("input", "stage_merge") or inlined(node, REGISTRY):
+        if REGISTRY.block(node.block) is None or inlined(node, REGISTRY, methods):
             continue
         info = REGISTRY.block(node.block)
         cls = info.load_module()
@@ -169,13 +168,16 @@ def export_source(compiled) -> str:
                      else _path(n.name.split("."))) for n in leaves.values()}
     target = Target(ref=lambda node: refs[node.name], buffer=lambda b: f"self.{b}", force_stage="None")
     plan = generate_forward(graph, interface, target)
-    if plan.buffers:
-        sources.add("route_table", runtime.route_table)
-    for buffer, key in plan.buffers.items():
-        init.append(f"self.register_buffer({ascii(buffer)}, route_table({literal(key)[1:-1]}), persistent=False)")
-    for fn_name, fn in RUNTIME.items():
-        if re.search(rf"\b{fn_name}\(", plan.source):
-            sources.add(fn_name, fn)
+    for buffer, (factory, key) in plan.buffers.items():
+        sources.add(factory.__name__, factory)
+        init.append(f"self.register_buffer({ascii(buffer)}, {factory.__name__}({literal(key)[1:-1]}), persistent=False)")
+    for fn_name, fn in {"make_context": runtime.make_context, **plan.names}.items():
+        if not re.search(rf"\b{fn_name}\(", plan.source):
+            continue
+        if fn.__module__.startswith("diffc"):
+            sources.add(fn_name, fn)         # a method's own run-time function: copied (torch only)
+        else:                                # e.g. a plug-in's torch.utils.checkpoint: imported
+            sources.imports.add(f"from {fn.__module__} import {fn.__name__} as {fn_name}")
     return _file(name, compiled, sources, init, plan.source, interface)
 
 

@@ -52,8 +52,8 @@ def make_input(resolver, stmt, node, uses, scope) -> InputIR:
     node.out_shapes = (shape_of(stmt.kind, dims),)
     if stmt.kind == "text":          # `txt.mask`: True where a token is real (diffc.interface)
         node.out_shapes += ((dims[0],),)
-        node.context["outputs"] = ("embedding", "mask")
-    node.context["kind"] = stmt.kind
+        node.meta["outputs"] = ("embedding", "mask")
+    node.meta["kind"] = stmt.kind
     return InputIR(stmt.name, stmt.kind, tuple(dims), options, node, uses, stmt.loc)
 
 

@@ -23,11 +23,14 @@ class Node:
     arg_locs: dict = attrs.Factory(dict)   # port / keyword -> Loc, for precise errors
     scopes: tuple = ()               # enclosing Frames, outermost first
     annotations: list = attrs.Factory(list)  # AnnotationUse applying to this node (own + inherited)
-    stage: tuple | None = None       # (region label, stage index) inside a @stage region
     in_shapes: dict | None = None    # filled by check
     out_shapes: tuple | None = None  # filled by check
-    route: Any = None                # filled by lower_route: Route parameters
-    context: dict = attrs.Factory(dict)  # extra emit-time facts set by lowering passes
+    # Facts that passes attach to the node, as torch.fx's Node.meta. Keys in use:
+    #   resolve: "explicit_name" (bool: named with `as`), "kwargs" (the call's keyword arguments);
+    #   inputs: "kind" (sample, timestep, label, ...), "outputs" (port names of a text input);
+    #   @stage: "stage" = (region label, stage index); @route: "route" (its parameters), "route_channels";
+    #   @mp: "mp_from" (the block it replaced). A plug-in method keeps its own keys, prefixed with its name.
+    meta: dict = attrs.Factory(dict)
 
     def describe(self) -> str:
         return f"'{self.name}' ({self.block}, line {self.loc.line})"

@@ -42,7 +42,7 @@ class Resolver(Evaluator, AnnotationBinder):
         self.overlays: dict = {}          # target label -> [(A.Annotation, index | None, A.OverlayItem)]
         self.used_overlays: set = set()
         self.iteration_nodes: list[list[Node]] = []
-        self.stage_regions: list[dict] = []      # filled by diffc.compiler.stages
+        self.stage_regions: list[dict] = []      # filled by diffc.methods.stage
         self.budget = Budget()
         self.unlabeled: list[tuple[int, int]] = []   # (frame depth, iteration) of each enclosing unlabeled loop
         self.statement: A.Stmt | None = None     # the statement being run (for a RecursionError's location)
@@ -236,7 +236,7 @@ class Resolver(Evaluator, AnnotationBinder):
 
     def _fold_single(self, created: list[Node], name: str) -> None:
         """An iteration that made exactly one (auto-named) node names it `label.i` (e.g. blocks.3)."""
-        if len(created) == 1 and not created[0].context.get("explicit_name") and name not in self.names:
+        if len(created) == 1 and not created[0].meta.get("explicit_name") and name not in self.names:
             node = created[0]
             del self.names[node.name]
             node.name = name
@@ -248,7 +248,7 @@ class Resolver(Evaluator, AnnotationBinder):
         self.register_region(region, stmt)
         stage_use = self.stage_annotation(stmt, full, scope)
         if stage_use is not None:
-            from diffc.compiler.stages import run_stage_region
+            from diffc.methods.stage import run_stage_region
             return run_stage_region(self, stmt, scope, region, stage_use)
 
         def body():
@@ -345,9 +345,11 @@ class Resolver(Evaluator, AnnotationBinder):
         if "stateless" in info.tags and not explicit and full in self.names:
             full = self.prefix() + self._auto_name(full[len(self.prefix()):])   # no weights: never in a state_dict
         node = Node(full, block, params, inputs, loc, arg_locs or {}, tuple(self.frames),
-                    list(self.active), self.stage)
-        node.context["explicit_name"] = explicit
-        node.context["kwargs"] = dict(kwargs)
+                    list(self.active))
+        node.meta["explicit_name"] = explicit
+        node.meta["kwargs"] = dict(kwargs)
+        if self.stage is not None:
+            node.meta["stage"] = self.stage
         return Wire(self.add_node(node))
 
     def add_node(self, node: Node) -> Node:

@@ -1,4 +1,4 @@
-"""`diffc compile`'s report: per-node output shape, parameters and FLOPs, plus method-specific lines.
+"""`diffc compile`'s report: per-node output shape, parameters and FLOPs, plus each method's lines.
 
 FLOPs are counted on the meta device (no weights allocated) with torch.utils.flop_counter at batch 1,
 and reported as multiply-accumulates (MACs = counted FLOPs / 2), the convention of DiT's "Gflops" and
@@ -13,7 +13,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from diffc.compiler.ir import nodes_in_order
-from diffc.compiler.lower_route import mask_starts
 from diffc.registry.shapes import fmt
 
 
@@ -88,8 +87,6 @@ def summary_rows(compiled, module, fold: bool = True) -> tuple[list[Row], dict]:
     totals = {"params": sum(p.numel() for p in module.parameters()),
               "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
               "buffers": sum(b.numel() for b in module.buffers()), "macs": macs.get("", 0)}
-    if stages:
-        totals["stage_macs"] = [count_macs(module, compiled.interface, s).get("", 0) for s in range(stages)]
     return list(rows.values()), totals
 
 
@@ -100,26 +97,10 @@ def _fold_key(node) -> str:
     return re.sub(rf"(^|\.){re.escape(repeat.label)}\.{repeat.index}(\.|$)", rf"\1{repeat.label}.*\2", node.name, count=1)
 
 
-def route_report(compiled) -> list[str]:
-    """DTR: active channel fraction per timestep and window starts for each routed width (dtr.md)."""
-    seen, lines = set(), []
-    for node in nodes_in_order(compiled.graph):
-        if node.route is None:
-            continue
-        c, p = node.context["route_channels"], node.route
-        if (c, p.window, p.weight, p.tasks) in seen:
-            continue
-        seen.add((c, p.window, p.weight, p.tasks))
-        starts = mask_starts(c, p.window, p.weight, p.tasks)
-        probe = (0, p.tasks // 4, p.tasks // 2, 3 * p.tasks // 4, p.tasks - 1)
-        active = int(c * p.window)
-        lines.append(f"@route C={c}: active {active}/{c} = {active / c:.3f} of the channels at every t "
-                     f"(window starts {' / '.join(str(starts[t]) for t in probe)} at t = "
-                     f"{' / '.join(map(str, probe))}; {max(0, 2 * active - c)} channels always on)")
-    if lines:
-        lines.append("@route effective MACs = dense MACs: masks are elementwise and add no parameters; "
-                     "LayerNorm/modulation refill masked channels, so no matmul shrinks")
-    return lines
+def method_lines(compiled, module) -> list[str]:
+    """Each method's own lines (DTR tables, per-stage MACs, LayerSync losses, plug-ins), in pass order."""
+    from diffc.methods import methods_in_order
+    return [line for method in methods_in_order() for line in method.summary(compiled, module)]
 
 
 def format_table(rows: list[Row], totals: dict, model_name: str) -> str:
@@ -134,9 +115,6 @@ def format_table(rows: list[Row], totals: dict, model_name: str) -> str:
     out.append(f"parameters: {totals['params']:,} (trainable {totals['trainable']:,}); buffers: {totals['buffers']:,}")
     out.append(f"MACs per sample: {totals['macs'] / 1e9:.3f} G  (multiply-accumulates = FLOPs/2 from "
                "torch.utils.flop_counter, batch 1; elementwise ops not counted)")
-    if "stage_macs" in totals:
-        out.append("per-stage MACs (stage 0 = lowest noise): "
-                   + ", ".join(f"{m / 1e9:.3f} G" for m in totals["stage_macs"]) + " (table rows: stage 0)")
     return "\n".join(out)
 
 

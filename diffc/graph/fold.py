@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from diffc.graph.view import ANNOTATION_FILLS, FILLS, GraphView, ViewEdge, ViewNode, index_ranges
+from diffc.graph.view import FILLS, GraphView, ViewEdge, ViewNode, index_ranges
 
 MAX_MOTIF = 3
 FANOUT_MIN = 4
@@ -200,15 +200,14 @@ def mark_skips(view: GraphView, sample_inputs: set) -> None:
 
 def legend_rows(view: GraphView) -> list:
     """(kind, swatch, meaning) for every colour and line style this view uses, model-wide annotations named."""
-    meaning = {"route": "@route: DTR channel routing (Park et al. 2024)",
-               "mp": "@mp: EDM2 magnitude-preserving (Karras et al. 2024)", "tap": "@tap: output exposed as aux"}
+    from diffc.methods import methods_in_order
     fills = {n.fill for n in view.nodes.values()}
     model_wide = {badge.split("(")[0].lstrip("@") for badge in view.badges}
     rows = [("fill", FILLS["input"], "model input")] if FILLS["input"] in fills else []
-    for name, fill in ANNOTATION_FILLS.items():
+    for name, fill, meaning in filter(None, (m.legend() for m in methods_in_order())):   # each method's look
         if fill in fills:
             scope = f" (the whole model: {view.title} {'@' + name})" if name in model_wide else ""
-            rows.append(("fill", fill, meaning.get(name, "@" + name) + scope))
+            rows.append(("fill", fill, meaning + scope))
     if FILLS["folded"] in fills:
         rows.append(("fill", FILLS["folded"], "folded: repeated blocks of one kind and shape (xN)"))
     if any(n.partial for n in view.nodes.values()):

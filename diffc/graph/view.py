@@ -18,7 +18,6 @@ from diffc.registry.core import format_value
 from diffc.registry.shapes import fmt
 
 FILLS = {"input": "#dbe8fb", "output": "#e6e6e6", "folded": "#efe6fa", "block": "#ffffff", "fanout": "#fafafa"}
-ANNOTATION_FILLS = {"route": "#fde2b8", "mp": "#d3efd6", "tap": "#fff4b3"}   # first match colours a node
 STAGE_FILLS = ["#e3f1fb", "#fbe9e3", "#eaf7e3", "#f6e3fb", "#fbf7e3"]
 REGION_FILL = "#f7f7f7"
 
@@ -68,8 +67,8 @@ class ViewNode:
 class ViewEdge:
     src: str
     dst: str
-    label: str                       # the tensor shape, or the @sync text
-    sync: bool = False
+    label: str                       # the tensor shape, or a method's text (e.g. @sync)
+    sync: bool = False               # a method's edge (LayerSync pairs), drawn dashed
     skip: bool = False               # a shortcut inside the sample stream (U-Net skip), diffc.graph.fold
 
 
@@ -165,7 +164,7 @@ def build_view(compiled, expand: bool = False) -> GraphView:
         builder.add_node(view_id, group)
     builder.add_data_edges(graph)
     builder.add_outputs()
-    builder.add_sync_edges()
+    builder.add_method_edges()
     _prune(builder.root)
     model_badges = [annotation_text(u) for u in model.annotations if u.target_kind == "model"]
     view = GraphView(model.name, str(compiled.program.entry.path), model_badges, builder.nodes, builder.edges,
@@ -181,7 +180,9 @@ def build_view(compiled, expand: bool = False) -> GraphView:
 
 class _Builder:
     def __init__(self, model, folding: _Folding, lines: dict):
+        from diffc.methods import methods_in_order
         self.model, self.folding, self.lines = model, folding, lines
+        self.methods = methods_in_order()   # each method's look: node fills, block labels, extra edges
         self.nodes: dict[str, ViewNode] = {}
         self.edges: list[ViewEdge] = []
         self.root = Cluster("", model.name, "root")
@@ -207,12 +208,12 @@ class _Builder:
 
     def _block(self, view_id: str, group: list) -> ViewNode:
         node = group[0]
-        block = node.block if "mp_from" not in node.context else f"{node.block} (from {node.context['mp_from']})"
+        block = next((b for m in self.methods if (b := m.block_label(node)) is not None), node.block)
         shapes = list(dict.fromkeys(" ".join(fmt(s) for s in n.out_shapes or ()) for n in group))
         own = [annotation_text(u) for u in _unique(node.annotations)
                if u.target_kind == "block" and u.name not in ("sync", "stage")]
         return ViewNode(view_id, view_id, block, "block", " | ".join(shapes), node.loc.file, node.loc.line,
-                        self.source(node.loc), own, _annotation_fill(node))
+                        self.source(node.loc), own, self.fill(node))
 
     def _folded(self, view_id: str, region) -> ViewNode:
         first = next(it for it in region.iterations if it)
@@ -220,7 +221,7 @@ class _Builder:
         shape = " ".join(fmt(s) for s in first[-1].out_shapes or ())
         badges = [annotation_text(u) for u in region.annotations if u.name != "sync"]
         partial = _partial_badges(region.iterations, set(badges))
-        fills = [fill for it in region.iterations for fill in map(_annotation_fill, it) if fill != FILLS["block"]]
+        fills = [fill for it in region.iterations for fill in map(self.fill, it) if fill != FILLS["block"]]
         fill = fills[0] if fills else FILLS["folded"]
         return ViewNode(view_id, view_id, blocks, "folded", shape, region.loc.file, region.loc.line,
                         self.source(region.loc), badges + partial, fill, count=len(region.iterations),
@@ -250,15 +251,16 @@ class _Builder:
         for (a, b), shapes in labels.items():
             self.edges.append(ViewEdge(a, b, " | ".join(dict.fromkeys(shapes))))
 
-    def add_sync_edges(self) -> None:
-        for key, tap in self.model.taps.items():
-            if not isinstance(tap, tuple):               # (src, dst) wire pairs are LayerSync taps (lower_sync)
-                continue
-            src, dst = tap
-            a, b = self.folding.view_id(src.node.name), self.folding.view_id(dst.node.name)
-            weight = self.model.aux_losses.get(key)
-            pair = f" {src.node.name} -> {dst.node.name}" if a == b else ""
-            self.edges.append(ViewEdge(a, b, f"@sync{pair} weight {weight}", sync=True))
+    def fill(self, node) -> str:
+        """The first method colour claiming the node (pass order), else a plain block."""
+        return next((f for m in self.methods if (f := m.node_fill(node)) is not None), FILLS["block"])
+
+    def add_method_edges(self) -> None:
+        for method in self.methods:
+            for src, dst, head, tail in method.graph_edges(self.model):
+                a, b = self.folding.view_id(src), self.folding.view_id(dst)
+                pair = f" {src} -> {dst}" if a == b else ""     # both ends folded into one node
+                self.edges.append(ViewEdge(a, b, f"{head}{pair} {tail}", sync=True))
 
     # clusters ------------------------------------------------------------------------------------------
     def _cluster_for(self, node, folded_region) -> Cluster:
@@ -344,14 +346,6 @@ def index_ranges(indices: list) -> str:
 
 def _unique(uses) -> list:
     return list({id(u): u for u in uses}.values())
-
-
-def _annotation_fill(node) -> str:
-    names = {u.name for u in node.annotations}
-    for name, fill in ANNOTATION_FILLS.items():
-        if name in names and (name != "route" or node.route is not None):
-            return fill
-    return FILLS["block"]
 
 
 def _shape(node, port: int) -> str:
