@@ -30,7 +30,8 @@ def build_pair(model: str, device: str):
     except ImportError:
         sys.exit("install the plug-in first: pip install ./examples/diffc-checkpoint")
     where = ROOT / "specs" / "dit.diffspec"
-    text = where.read_text() + f"\nmodel Plain = {model}\nmodel Checkpointed = {model} with {{\n  @checkpoint blocks\n}}\n"
+    text = where.read_text() + (f"\nmodel Plain = {model}\n"
+                                f"model Checkpointed = {model} with {{\n  @checkpoint blocks\n}}\n")
     where = str(where)
     torch.manual_seed(0)
     plain = build_model_from_text(text, where, "Plain", device=device)

@@ -170,7 +170,8 @@ def export_source(compiled) -> str:
     plan = generate_forward(graph, interface, target)
     for buffer, (factory, key) in plan.buffers.items():
         sources.add(factory.__name__, factory)
-        init.append(f"self.register_buffer({ascii(buffer)}, {factory.__name__}({literal(key)[1:-1]}), persistent=False)")
+        made = f"{factory.__name__}({literal(key)[1:-1]})"
+        init.append(f"self.register_buffer({ascii(buffer)}, {made}, persistent=False)")
     for fn_name, fn in {"make_context": runtime.make_context, **plan.names}.items():
         if not re.search(rf"\b{fn_name}\(", plan.source):
             continue

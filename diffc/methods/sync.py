@@ -60,12 +60,12 @@ class SyncMethod(Method):
     def graph_edges(self, model) -> list[tuple[str, str, str, str]]:
         """A dashed edge per pair: (src node, dst node, label head, label tail)."""
         return [(tap[0].node.name, tap[1].node.name, "@sync", f"weight {model.aux_losses.get(key)}")
-                for key, tap in model.taps.items() if isinstance(tap, tuple)]
+                for key, tap in model.taps.items() if key.startswith("layersync")]
 
     # ---- run time: code the forward generator (diffc.compiler.codegen) emits --------------------------
     def aux(self, gen, key: str, tap) -> str | None:
         """-cos(src, stopgrad(dst)) over channels, per token, mean over batch and tokens (Eq. 3)."""
-        if not isinstance(tap, tuple):
+        if not (key.startswith("layersync") and isinstance(tap, tuple)):      # another method's entry
             return None
         src, dst = tap
         a, b = gen.values[(src.node.name, src.port)], gen.values[(dst.node.name, dst.port)]

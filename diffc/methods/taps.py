@@ -34,4 +34,6 @@ class TapsMethod(Method):
         return "tap", FILL, "@tap: output exposed as aux"
 
     def aux(self, gen, key: str, tap) -> str | None:
-        return None if isinstance(tap, tuple) else gen.values[(tap.node.name, tap.port)]
+        if isinstance(tap, tuple) or not any(u.name == "tap" and u.params.name == key for u in tap.node.annotations):
+            return None                                                      # another method's entry
+        return gen.values[(tap.node.name, tap.port)]
