@@ -101,9 +101,9 @@ def check_routing(built, state: dict) -> dict:
     import torch
 
     from diffc.compiler.ir import nodes_in_order
-    from diffc.compiler.runtime import route_table
-    tables = {node.name: (node.context["route_channels"], node.route)
-              for node in nodes_in_order(built.compiled.graph) if getattr(node, "route", None) is not None}
+    from diffc.methods.route import route_table
+    tables = {node.name: (node.meta["route_channels"], node.meta["route"])
+              for node in nodes_in_order(built.compiled.graph) if "route" in node.meta}
     rest = {}
     for key, value in state.items():
         match = _ROUTING_KEY.match(key)

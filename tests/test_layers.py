@@ -12,15 +12,15 @@ PACKAGE_DIRS = {"diffc": ROOT / "diffc", "diffc.dsl": ROOT / "dsl", "diffc.regis
                 "diffc.blocks": ROOT / "blocks"}
 # (layer, module prefixes), lowest first; a module may import its own layer or any lower one
 LAYERS = [
-    ("foundation", ["diffc", "diffc.bounds", "diffc.datacheck", "diffc.errors", "diffc.files", "diffc.interface", "diffc.schedules", "diffc.text",
-                    "diffc.weights"]),
+    ("foundation", ["diffc.bounds", "diffc.datacheck", "diffc.errors", "diffc.files", "diffc.interface",
+                    "diffc.safe_unpickle", "diffc.schedules", "diffc.text"]),
     ("language", ["diffc.dsl"]),
     ("registry", ["diffc.registry", "diffc.blocks"]),
     ("compiler", ["diffc.compiler", "diffc.graph", "diffc.methods"]),
     ("shared runtime", ["diffc.checkpoints", "diffc.parameterizations", "diffc.stages_clustering", "diffc.autoencoder",
-                        "diffc.latent_file", "diffc.encoding"]),
+                        "diffc.latent_file", "diffc.encoding", "diffc.weights"]),
     ("runtime", ["diffc.training", "diffc.sampling", "diffc.evaluation"]),
-    ("commands", ["diffc.commands", "diffc.cli", "diffc.__main__"]),
+    ("commands", ["diffc", "diffc.commands", "diffc.cli", "diffc.__main__"]),   # `diffc`: the package's API
 ]
 # within the runtime layer: who may not import whom
 FORBIDDEN_PEERS = [("diffc.sampling", "diffc.training"), ("diffc.sampling", "diffc.evaluation"),
