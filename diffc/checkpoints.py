@@ -16,6 +16,7 @@ import torch
 
 from diffc.errors import UserError
 from diffc.files import atomic_write
+from diffc.model_file import is_safetensors, read_safetensors
 from diffc.parameterizations import build_parameterization
 
 CHECKPOINT_FORMAT = "diffc-checkpoint-1"
@@ -65,7 +66,10 @@ def load_checkpoint(path, formats=(CHECKPOINT_FORMAT,)) -> dict:
     """Load one checkpoint file with weights_only=True; a bad file is a UserError naming it."""
     path = Path(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = read_safetensors(path) if is_safetensors(path) else torch.load(path, map_location="cpu",
+                                                                              weights_only=True)
+    except UserError:
+        raise
     except FileNotFoundError:
         raise UserError("checkpoint not found", file=str(path)) from None
     except Exception as exc:

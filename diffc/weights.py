@@ -49,9 +49,12 @@ def read_checkpoint(path: str | Path):
     """The unpickled content of a weights file (.pt/.pth torch.save archive or EDM2 .pkl); a UserError naming the
     file for anything unreadable or for a pickle that asks to run code."""
     from diffc.safe_unpickle import RefusedGlobal, load_pickle
+    from diffc.model_file import is_safetensors, read_safetensors
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file not found: {path}")
+    if is_safetensors(path):
+        return read_safetensors(path)["model"]
     try:
         if zipfile.is_zipfile(path):
             return _load_torch(path)

@@ -13,7 +13,7 @@ PACKAGE_DIRS = {"diffc": ROOT / "diffc", "diffc.dsl": ROOT / "dsl", "diffc.regis
 # (layer, module prefixes), lowest first; a module may import its own layer or any lower one
 LAYERS = [
     ("foundation", ["diffc.bounds", "diffc.datacheck", "diffc.errors", "diffc.files", "diffc.interface",
-                    "diffc.safe_unpickle", "diffc.schedules", "diffc.text"]),
+                    "diffc.model_file", "diffc.safe_unpickle", "diffc.schedules", "diffc.text"]),
     ("language", ["diffc.dsl"]),
     ("registry", ["diffc.registry", "diffc.blocks"]),
     ("compiler", ["diffc.compiler", "diffc.graph", "diffc.methods"]),

@@ -12,6 +12,10 @@ model_option = click.option("--model", "-m", default=None, help="Model or preset
 error_format_option = click.option("--error-format", type=click.Choice(["text", "json"]), default="text",
                                    help="Diagnostics as text (file:line:col with a caret) or JSON for editors.")
 
+format_option = click.option("--format", "file_format", type=click.Choice(["pt", "safetensors"]), default=None,
+                             help="Model file format: pt (torch.save) or safetensors (read by diffusers, ComfyUI and "
+                                  "any safetensors reader; no pickle). Default: by the file name's suffix.")
+
 
 class DeviceType(click.ParamType):
     """`cpu`, `cuda` or `cuda:N`, checked as text here (no torch import); availability in `resolve_device`."""

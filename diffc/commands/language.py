@@ -6,7 +6,7 @@ import time
 
 import click
 
-from diffc.commands.common import error_format_option, model_option, spec_argument
+from diffc.commands.common import error_format_option, format_option, model_option, spec_argument
 from diffc.errors import UserError
 
 
@@ -44,11 +44,13 @@ def check(spec, model, all_models, error_format):
 @click.command("compile")
 @spec_argument
 @model_option
-@click.option("--save", type=click.Path(dir_okay=False), default=None, help="Write an initialised model (.pt).")
+@click.option("--save", type=click.Path(dir_okay=False), default=None,
+              help="Write an initialised model (.pt, or .safetensors: see --format).")
 @click.option("--expand", is_flag=True, help="One table row per node instead of folding repeats.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Initialisation seed for --save.")
+@format_option
 @error_format_option
-def compile_cmd(spec, model, save, expand, seed, error_format):
+def compile_cmd(spec, model, save, expand, seed, file_format, error_format):
     """Compile SPEC and print a summary: node, block, output shape, parameters, MACs.
 
     The summary is computed on the meta device, so even billion-parameter models allocate nothing.
@@ -67,12 +69,12 @@ def compile_cmd(spec, model, save, expand, seed, error_format):
     for line in method_lines(built.compiled, built.module):
         click.echo(line)
     if save:
-        from diffc.files import atomic_write
+        from diffc.model_file import format_for, save_model_file
         torch.manual_seed(seed)
         real = build_model(spec, model, device="cpu")
         state = {"format": "diffc-model-1", "model": real.module.state_dict(), "spec_text": real.spec_text,
                  "spec_hash": real.spec_hash, "model_name": real.model_name, "spec_path": str(spec), "seed": seed}
-        atomic_write(save, lambda handle: torch.save(state, handle))
+        save_model_file(save, state, format_for(save, file_format))
         click.echo(f"saved initialised {real.model_name} to {save}")
 
 
@@ -120,14 +122,16 @@ def blocks(search):
 @spec_argument
 @click.argument("weights", type=click.Path(dir_okay=False))
 @model_option
-@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Where to write the model (.pt).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the model (.pt, or .safetensors: see --format).")
 @click.option("--weights", "which", type=click.Choice(["ema", "model"]), default="ema", show_default=True,
               help="which weights of a training checkpoint {model, ema, opt, args}")
 @click.option("--objective", type=click.Choice(["ddpm_eps", "ddpm_v", "edm2", "flow"]), default=None,
               help="what the model predicts (default by the noise input: timestep ddpm_eps, sigma edm2, time flow)")
 @click.option("--latent/--pixel", default=None,
               help="a latent (SD-VAE) or pixel model; default: latent when the samples have 4 channels")
-def import_weights(spec, weights, model, out, which, objective, latent):
+@format_option
+def import_weights(spec, weights, model, out, which, objective, latent, file_format):
     """Load released weights into the compiled SPEC, key for key, and write a model file `diffc sample` reads.
 
     \b
@@ -138,11 +142,9 @@ def import_weights(spec, weights, model, out, which, objective, latent):
       diffc import-weights specs/dit.diffspec DiT-XL-2-256x256.pt --model DiT_XL_2 -o dit_xl2.pt
       diffc import-weights specs/edm2_img512_xs.diffspec edm2-img512-xs-2147483-0.135.pkl -o xs.pt
     """
-    import torch
-
     from diffc.checkpoints import MODEL_FORMAT
     from diffc.compiler import build_model
-    from diffc.files import atomic_write
+    from diffc.model_file import format_for, save_model_file
     from diffc.weights import import_weights as import_into, imported_metadata, read_state_dict
     state = read_state_dict(weights, which)          # a bad or hostile file is refused before the model is built
     built = build_model(spec, model, device="cpu")
@@ -152,5 +154,5 @@ def import_weights(spec, weights, model, out, which, objective, latent):
              "spec_hash": built.spec_hash, "model_name": built.model_name, "spec_path": str(spec),
              "imported_from": str(weights), "weights": which,
              "recipe": recipe, "autoencoder": autoencoder}
-    atomic_write(out, lambda handle: torch.save(state, handle))
+    save_model_file(out, state, format_for(out, file_format))
     click.echo(f"imported {weights} ({which}) into {built.model_name}; wrote {out}")
