@@ -18,7 +18,6 @@ from diffc.graph.view import FILLS, GraphView, ViewEdge, ViewNode, index_ranges
 
 MAX_MOTIF = 3
 FANOUT_MIN = 4
-STAGE_LEGEND = "#e3f1fb"
 
 
 def fold_runs(view: GraphView) -> None:
@@ -201,7 +200,7 @@ def mark_skips(view: GraphView, sample_inputs: set) -> None:
 def legend_rows(view: GraphView) -> list:
     """(kind, swatch, meaning) for every colour and line style this view uses, model-wide annotations named."""
     from diffc.methods import methods_in_order
-    fills = {n.fill for n in view.nodes.values()}
+    fills = {n.fill for n in view.nodes.values()} | {c.fill for c in view.clusters()}
     model_wide = {badge.split("(")[0].lstrip("@") for badge in view.badges}
     rows = [("fill", FILLS["input"], "model input")] if FILLS["input"] in fills else []
     for name, fill, meaning in filter(None, (m.legend() for m in methods_in_order())):   # each method's look
@@ -212,8 +211,6 @@ def legend_rows(view: GraphView) -> list:
         rows.append(("fill", FILLS["folded"], "folded: repeated blocks of one kind and shape (xN)"))
     if any(n.partial for n in view.nodes.values()):
         rows.append(("partial", "#ffffff", "dashed border: an annotation covers only part of the fold (see badge)"))
-    if any(c.kind == "stage" for c in view.clusters()):
-        rows.append(("fill", STAGE_LEGEND, "@stage: one decoder copy per stage (Zhang et al. 2024)"))
     if any(n.kind == "fanout" for n in view.nodes.values()):
         rows.append(("fill", FILLS["fanout"], "fan-out drawn once: the readers are marked ←"))
     if any(e.skip for e in view.edges):

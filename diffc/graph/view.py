@@ -18,7 +18,6 @@ from diffc.registry.core import format_value
 from diffc.registry.shapes import fmt
 
 FILLS = {"input": "#dbe8fb", "output": "#e6e6e6", "folded": "#efe6fa", "block": "#ffffff", "fanout": "#fafafa"}
-STAGE_FILLS = ["#e3f1fb", "#fbe9e3", "#eaf7e3", "#f6e3fb", "#fbf7e3"]
 REGION_FILL = "#f7f7f7"
 
 
@@ -301,16 +300,12 @@ class _Builder:
         return Cluster(path, " ".join([label, *badges]), kind, where)
 
     def _iteration_cluster(self, path: str, raw: str, frame, where: str) -> Cluster:
-        if frame.kind != "stage":
-            return Cluster(path, path, "iteration", where)
-        region_label = raw.rsplit(".", 1)[0]
-        plan = next((p for p in self.model.stage_regions if p["label"] == region_label), None)
-        if path.endswith(".*"):
-            count = self.model.regions[region_label].stage_count
-            return Cluster(path, f"x{count} stages", "stage", where, STAGE_FILLS[0])
-        width = f", width {plan['widths'][frame.index]}" if plan and plan["widths"] else ""
-        return Cluster(path, f"stage {frame.index}{width}", "stage", where,
-                       STAGE_FILLS[frame.index % len(STAGE_FILLS)])
+        """A loop iteration, or a method's copy of a region (e.g. a @stage copy) drawn the method's way."""
+        for method in self.methods:
+            look = method.cluster_look(frame, raw, path, self.model)
+            if look is not None:
+                return Cluster(path, look[0], frame.kind, where, look[1])
+        return Cluster(path, path, "iteration", where)
 
 
 def _prune(cluster: Cluster) -> None:

@@ -10,6 +10,7 @@ plug-in package through the `diffc.methods` (or `diffc.blocks`) entry-point grou
     node_fill(node)           a colour for the node in `diffc graph`, or None (the first method's wins)
     block_label(node)         the block text `diffc graph` shows for the node, or None
     legend()                  (annotation, fill, meaning) for the graph legend, or None
+    cluster_look(frame, raw, path, model)  (label, fill) of a copy of a region the method made, or None
     graph_edges(model)        extra (src node, dst node, label head, label tail) edges for `diffc graph`
 
   run time (code emission hooks, called by diffc.compiler.codegen while it writes the forward; listed there)
@@ -46,6 +47,9 @@ class Method:
         return None
 
     def legend(self) -> tuple[str, str, str] | None:
+        return None
+
+    def cluster_look(self, frame, raw: str, path: str, model) -> tuple[str, str] | None:
         return None
 
     def graph_edges(self, model) -> list[tuple[str, str, str, str]]:

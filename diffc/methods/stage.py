@@ -17,6 +17,7 @@ from diffc.registry import annotation, method
 from diffc.registry.validators import positive
 
 PAPER_BOUNDARIES = [-1.84, -4.0]   # CIFAR-10 VP-SDE clustering result, log-SNR (multistage.md, Sec. 4.2)
+FILLS = ["#e3f1fb", "#fbe9e3", "#eaf7e3", "#f6e3fb", "#fbf7e3"]   # diffc graph: one colour per stage copy
 
 
 @annotation("stage", targets={"region"}, positional=("k",))
@@ -105,6 +106,26 @@ class StageMethod(Method):
                 for s in range(len(compiled.interface.stages) + 1)]
         return ["per-stage MACs (stage 0 = lowest noise): " + ", ".join(f"{m / 1e9:.3f} G" for m in macs)
                 + " (table rows: stage 0)"]
+
+    def lower(self, graph) -> None:
+        """The interface has one noise split (diffc.interface.stages), so every @stage region must share it."""
+        regions = graph.graph["model"].stage_regions
+        if len({tuple(r["boundaries"]) for r in regions}) > 1:
+            raise fail("all @stage regions of a model must use the same boundaries", regions[1]["loc"])
+
+    def legend(self):
+        return "stage", FILLS[0], "@stage: one decoder copy per stage (Zhang et al. 2024)"
+
+    def cluster_look(self, frame, raw: str, path: str, model):
+        """`x3 stages` for the folded copies, else `stage s, width w`, one colour per stage."""
+        if frame.kind != "stage":
+            return None
+        region_label = raw.rsplit(".", 1)[0]
+        if path.endswith(".*"):
+            return f"x{model.regions[region_label].stage_count} stages", FILLS[0]
+        plan = next((p for p in model.stage_regions if p["label"] == region_label), None)
+        width = f", width {plan['widths'][frame.index]}" if plan and plan["widths"] else ""
+        return f"stage {frame.index}{width}", FILLS[frame.index % len(FILLS)]
 
     # ---- run time: code the forward generator (diffc.compiler.codegen) emits --------------------------
     def start(self, gen) -> None:
