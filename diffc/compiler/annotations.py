@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import attrs
 
-from diffc.compiler.ir import AnnotationUse, Region
+from diffc.compiler.ir import AnnotationUse
 from diffc.dsl import ast as A
 from diffc.errors import did_you_mean, fail
 from diffc.registry import REGISTRY, Link
@@ -14,7 +14,14 @@ WHERE = {"model": "a model", "block": "a block call", "repeat": "a repeat", "for
 
 
 class AnnotationBinder:
-    """Mixin of the resolve pass: needs self.active, self.annotations, self.regions, self.overlays."""
+    """Binds annotations written inline or in presets' overlays to targets, checked against the registry.
+    Arguments are evaluated by `evaluator`; the bound uses collect in `annotations`."""
+
+    def __init__(self, evaluator):
+        self.evaluator = evaluator
+        self.annotations: list[AnnotationUse] = []
+        self.overlays: dict = {}          # target label -> [(A.Annotation, index | PathSlice | None, A.OverlayItem)]
+        self.used_overlays: set = set()
 
     def bind_annotation(self, ann: A.Annotation, target_kind: str, target: str, scope: dict) -> AnnotationUse:
         info = REGISTRY.annotation(ann.name)
@@ -49,7 +56,7 @@ class AnnotationBinder:
                     positional.remove(name)
             if name in kwargs:
                 raise fail(f"@{ann.name}: argument '{name}' given twice", arg.loc)
-            value = self.constant(arg.value, scope, f"@{ann.name} argument '{name}'")
+            value = self.evaluator.constant(arg.value, scope, f"@{ann.name} argument '{name}'")
             try:
                 kwargs[name] = coerce(value, fields[name].type)
             except ValueTypeError as exc:
@@ -85,34 +92,12 @@ class AnnotationBinder:
             else:
                 raise fail("a reference must be a layer number (1-based) or a node path like blocks.7", expr.loc)
 
-    def with_annotations(self, stmt, target_kind: str, target: str, scope: dict, run, region: Region | None = None):
-        uses = [self.bind_annotation(a, target_kind, target, scope) for a in stmt.annotations
-                if not (a.name == "stage" and target_kind == "region")]
-        uses += self.overlay_uses(target, None, target_kind, scope)
-        if region is not None:
-            region.annotations.extend(uses)
-        self.active.extend(uses)
-        try:
-            run()
-        finally:
-            del self.active[len(self.active) - len(uses):]
-
-    def model_annotations(self, definition: A.BlockDef, scope: dict) -> None:
-        self.active.extend(self.bind_annotation(a, "model", "model", scope) for a in definition.annotations)
-        self.active.extend(self.overlay_uses("model", None, "model", scope))
-
     def stage_annotation(self, stmt: A.Region, target: str, scope: dict):
         anns = [a for a in stmt.annotations if a.name == "stage"]
         anns += [a for a, index, _ in self.overlays.get(target, []) if a.name == "stage" and index is None]
         if len(anns) > 1:
             raise fail("a region takes one @stage annotation", anns[1].loc)
         return self.bind_annotation(anns[0], "region", target, scope) if anns else None
-
-    def register_region(self, region: Region, stmt) -> None:
-        if region.label in self.regions:
-            raise fail(f"region name '{region.label}' is already used (line {self.regions[region.label].loc.line})",
-                       stmt.loc, help="label it differently: `name: repeat ...`")
-        self.regions[region.label] = region
 
     # ---- overlays: `model X = Base(...) with { @route(0.8, 4) blocks[*] }` ----------------------------
     def add_overlay(self, item: A.OverlayItem) -> None:
@@ -135,8 +120,8 @@ class AnnotationBinder:
                 self.used_overlays.add((target, i))
         return uses
 
-    def check_overlays_used(self) -> None:
-        known = list(self.regions) + list(self.names) + ["model"]
+    def check_overlays_used(self, known: list[str]) -> None:
+        """Every overlay matched something; `known` (labels and node names) feeds the did-you-mean."""
         for target, entries in self.overlays.items():
             for i, (ann, idx, item) in enumerate(entries):
                 if (target, i) not in self.used_overlays:

@@ -47,8 +47,27 @@ BUILTINS = {"range": lambda *a: list(range(*a)), "len": len, "min": min, "max": 
             "logsnr": _logsnr, "sigma": _sigma}
 
 
+def typed(value, param: A.Param, loc: A.Loc):
+    """`value` coerced to the type a model or block parameter declares (`depth: int`)."""
+    if param.type is None:
+        return value
+    types = {"int": int, "float": float, "bool": bool, "str": str, "list": list}
+    if param.type not in types:
+        raise fail(f"unknown parameter type '{param.type}'", param.loc, help=did_you_mean(param.type, types))
+    try:
+        return coerce(value, types[param.type])
+    except ValueTypeError as exc:
+        raise fail(f"parameter '{param.name}' {exc}", loc) from None
+
+
 class Evaluator:
-    """Mixin of the resolve pass: needs self.program, self.new_node(...), self.call_composite(...)."""
+    """Evaluates expressions for the resolve pass. `graph` turns block calls into IR: it provides
+    new_node(block, inputs, kwargs, loc, scope, name, arg_locs) and call_composite(expr, definition, scope, name)."""
+
+    def __init__(self, program, budget, graph):
+        self.program = program
+        self.budget = budget
+        self.graph = graph
 
     def lookup(self, name: str, loc: A.Loc, scope: dict):
         if name in scope:
@@ -71,7 +90,7 @@ class Evaluator:
             value = self.evaluate(expr.operand, scope)
             if isinstance(value, Wire):
                 if expr.op == "-":
-                    return self.new_node("scale", [value], {"factor": -1.0}, expr.loc, scope, name)
+                    return self.graph.new_node("scale", [value], {"factor": -1.0}, expr.loc, scope, name)
                 raise fail("'not' needs a constant, got a tensor", expr.loc)
             return (not value) if expr.op == "not" else self._apply(operator.neg, value, None, expr)
         if isinstance(expr, A.BinOp):
@@ -111,11 +130,11 @@ class Evaluator:
         left, right = self.evaluate(expr.left, scope), self.evaluate(expr.right, scope)
         if isinstance(left, Wire) or isinstance(right, Wire):
             if isinstance(left, Wire) and isinstance(right, Wire) and expr.op in WIRE_OPS:
-                return self.new_node(WIRE_OPS[expr.op], [left, right], {}, expr.loc, scope, name)
+                return self.graph.new_node(WIRE_OPS[expr.op], [left, right], {}, expr.loc, scope, name)
             if expr.op == "*" and isinstance(left, Wire) != isinstance(right, Wire):
                 wire, factor = (left, right) if isinstance(left, Wire) else (right, left)
                 if isinstance(factor, (int, float)) and not isinstance(factor, bool):
-                    return self.new_node("scale", [wire], {"factor": float(factor)}, expr.loc, scope, name)
+                    return self.graph.new_node("scale", [wire], {"factor": float(factor)}, expr.loc, scope, name)
             raise fail(f"operator '{expr.op}' is not defined between {describe(left)} and {describe(right)}",
                        expr.loc, help="tensors support + and * (use registered blocks for anything else)")
         if expr.op == "in":
@@ -152,14 +171,14 @@ class Evaluator:
             except (TypeError, ValueError, OverflowError) as exc:
                 raise fail(f"{expr.func}(): {exc}", expr.loc) from None
         if expr.func in self.program.blocks:
-            return self.call_composite(expr, self.program.blocks[expr.func], scope, name)
+            return self.graph.call_composite(expr, self.program.blocks[expr.func], scope, name)
         info = REGISTRY.block(expr.func)
         if info is None:
             names = list(REGISTRY.load().blocks) + list(self.program.blocks) + list(BUILTINS)
             raise fail(f"unknown block '{expr.func}'", expr.func_loc, help=did_you_mean(expr.func, names)
                        or "`diffc blocks` lists every registered block")
         inputs, kwargs, arg_locs = self.bind_block_args(expr, info, scope)
-        return self.new_node(info.name, inputs, kwargs, expr.loc, scope, name, arg_locs)
+        return self.graph.new_node(info.name, inputs, kwargs, expr.loc, scope, name, arg_locs)
 
     def _pop(self, expr: A.Call, scope: dict):
         if len(expr.args) != 1 or not isinstance(expr.args[0], A.Name):

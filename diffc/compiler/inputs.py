@@ -22,12 +22,13 @@ MAX_TIMESTEPS = 100_000      # per-step tables (schedules, DTR masks) are built 
 ALLOWED = {"schedule": ("linear", "cosine"), "path": ("linear",)}
 
 
-def make_input(resolver, stmt, node, uses, scope) -> InputIR:
+def make_input(evaluator, stmt, node, uses, scope, declared: list) -> InputIR:
+    """The InputIR of `stmt`; dimensions are evaluated by `evaluator`, `declared` are the inputs so far."""
     if stmt.kind not in INPUT_KINDS:
         raise fail(f"unknown input kind '{stmt.kind}'", stmt.kind_loc, help=did_you_mean(stmt.kind, INPUT_KINDS)
                    or "kinds: " + ", ".join(FORMS.values()))
     ndims, defaults = INPUT_KINDS[stmt.kind]
-    dims = [resolver.constant(a, scope, "an input dimension") for a in stmt.args]
+    dims = [evaluator.constant(a, scope, "an input dimension") for a in stmt.args]
     if len(dims) != ndims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
         raise fail(f"input '{stmt.name}' of kind {stmt.kind} is written {FORMS[stmt.kind]}", stmt.kind_loc)
     if stmt.kind == "timestep" and dims[0] > MAX_TIMESTEPS:
@@ -37,14 +38,14 @@ def make_input(resolver, stmt, node, uses, scope) -> InputIR:
     for kw in stmt.kwargs:
         if kw.name not in defaults:
             raise fail(f"{stmt.kind} has no option '{kw.name}'", kw.loc, help=did_you_mean(kw.name, defaults))
-        value = resolver.constant(kw.value, scope, f"option '{kw.name}'")
+        value = evaluator.constant(kw.value, scope, f"option '{kw.name}'")
         if value not in ALLOWED[kw.name]:
             raise fail(f"{kw.name} must be one of {', '.join(ALLOWED[kw.name])}, got {value!r}", kw.value.loc)
         options[kw.name] = value
     for use in uses:
         if use.name in ("drop", "control") and stmt.kind not in COND_KINDS:
             raise fail(f"@{use.name} applies to conditions (label, text, control), not to {stmt.kind}", use.loc)
-    for other in resolver.inputs:
+    for other in declared:
         if other.kind == stmt.kind == "sample" or (other.kind in ("timestep", "time", "sigma")
                                                    and stmt.kind in ("timestep", "time", "sigma")):
             raise fail(f"a model has one {'sample' if stmt.kind == 'sample' else 'noise-level'} input; "

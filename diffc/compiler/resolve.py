@@ -12,7 +12,7 @@ import contextlib
 
 from diffc.compiler.annotations import AnnotationBinder
 from diffc.compiler.budgets import Budget
-from diffc.compiler.evaluate import Evaluator
+from diffc.compiler.evaluate import Evaluator, typed
 from diffc.compiler.inputs import make_input
 from diffc.compiler.ir import Frame, ModelIR, Node, Region, Wire, build_graph
 from diffc.compiler.program import Program
@@ -20,7 +20,6 @@ from diffc.dsl import ast as A
 from diffc.errors import did_you_mean, fail
 from diffc.registry import REGISTRY
 from diffc.registry.core import format_value
-from diffc.registry.values import ValueTypeError, coerce
 
 
 class _Returned(Exception):
@@ -28,22 +27,24 @@ class _Returned(Exception):
         self.values = values
 
 
-class Resolver(Evaluator, AnnotationBinder):
+class Resolver:
+    """Runs a model's statements, building IR nodes; expressions go to an Evaluator, annotations to an
+    AnnotationBinder, both composed here with explicit collaborators."""
+
     def __init__(self, program: Program):
         self.program = program
+        self.budget = Budget()
+        self.evaluator = Evaluator(program, self.budget, self)
+        self.binder = AnnotationBinder(self.evaluator)
         self.nodes: list[Node] = []
         self.names: dict[str, Node] = {}
         self.frames: list[Frame] = []
         self.active: list = []            # AnnotationUse stack applying to new nodes
         self.stage: tuple | None = None
         self.regions: dict[str, Region] = {}
-        self.annotations: list = []
         self.inputs: list = []
-        self.overlays: dict = {}          # target label -> [(A.Annotation, index | None, A.OverlayItem)]
-        self.used_overlays: set = set()
         self.iteration_nodes: list[list[Node]] = []
         self.stage_regions: list[dict] = []      # filled by diffc.methods.stage
-        self.budget = Budget()
         self.unlabeled: list[tuple[int, int]] = []   # (frame depth, iteration) of each enclosing unlabeled loop
         self.statement: A.Stmt | None = None     # the statement being run (for a RecursionError's location)
 
@@ -68,9 +69,9 @@ class Resolver(Evaluator, AnnotationBinder):
             outputs = ret.values
         if not all(isinstance(o, Wire) for o in outputs):
             raise fail("a model must return tensors", definition.loc)
-        self.check_overlays_used()
+        self.binder.check_overlays_used(list(self.regions) + list(self.names) + ["model"])
         recipe = self.program.recipe.path if self.program.recipe else None
-        model = ModelIR(model_name, definition.loc.file, self.inputs, outputs, self.regions, self.annotations,
+        model = ModelIR(model_name, definition.loc.file, self.inputs, outputs, self.regions, self.binder.annotations,
                         recipe, arguments, stage_regions=self.stage_regions)
         return build_graph(self._live_nodes(outputs), model)
 
@@ -95,28 +96,16 @@ class Resolver(Evaluator, AnnotationBinder):
                                notes=[f"parameters of {item.name}: " + ", ".join(params)])
                 arguments[kw.name] = (kw.value, {})
             for overlay in preset.overlay or []:
-                self.add_overlay(overlay)
+                self.binder.add_overlay(overlay)
         values: dict = {}
         for p in item.params:
             expr, _ = arguments.get(p.name, (p.default, None))
             if expr is None:
                 raise fail(f"model {item.name} needs a value for '{p.name}'", p.loc,
                            help=f"define a preset: model X = {item.name}({p.name} = ...)")
-            value = self.constant(expr, dict(values), f"parameter '{p.name}'")
-            values[p.name] = self.typed(value, p, expr.loc)
+            value = self.evaluator.constant(expr, dict(values), f"parameter '{p.name}'")
+            values[p.name] = typed(value, p, expr.loc)
         return item, values
-
-    @staticmethod
-    def typed(value, param: A.Param, loc: A.Loc):
-        if param.type is None:
-            return value
-        types = {"int": int, "float": float, "bool": bool, "str": str, "list": list}
-        if param.type not in types:
-            raise fail(f"unknown parameter type '{param.type}'", param.loc, help=did_you_mean(param.type, types))
-        try:
-            return coerce(value, types[param.type])
-        except ValueTypeError as exc:
-            raise fail(f"parameter '{param.name}' {exc}", loc) from None
 
     # ---- statements ----------------------------------------------------------------------------
     def run_body(self, body: list, scope: dict) -> None:
@@ -129,11 +118,11 @@ class Resolver(Evaluator, AnnotationBinder):
         if isinstance(stmt, A.Input):
             return self.run_input(stmt, scope)
         if isinstance(stmt, A.Return):
-            values = [self.evaluate(v, scope, (f"out{i}" if len(stmt.values) > 1 else "out", False))
+            values = [self.evaluator.evaluate(v, scope, (f"out{i}" if len(stmt.values) > 1 else "out", False))
                       for i, v in enumerate(stmt.values)]
             raise _Returned(values)
         if isinstance(stmt, A.If):
-            branch = stmt.body if self.constant(stmt.test, scope, "an `if` condition") else stmt.orelse
+            branch = stmt.body if self.evaluator.constant(stmt.test, scope, "an `if` condition") else stmt.orelse
             return self.run_body(branch, scope)
         if isinstance(stmt, A.Assign):
             return self.with_annotations(stmt, "block", self._target_name(stmt, scope), scope,
@@ -141,7 +130,7 @@ class Resolver(Evaluator, AnnotationBinder):
         if isinstance(stmt, A.Repeat):
             return self.run_loop(stmt, scope, list(range(self._count(stmt, scope))), "repeat")
         if isinstance(stmt, A.For):
-            items = self.constant(stmt.iterable, scope, "a `for` list")
+            items = self.evaluator.constant(stmt.iterable, scope, "a `for` list")
             if not isinstance(items, list):
                 raise fail(f"`for` needs a list, got {format_value(items)}", stmt.iterable.loc)
             return self.run_loop(stmt, scope, items, "for")
@@ -153,19 +142,19 @@ class Resolver(Evaluator, AnnotationBinder):
         if self.frames:
             raise fail("inputs are declared at the top level of a model", stmt.loc)
         node = self.add_node(Node(stmt.name, "input", None, [], stmt.loc, scopes=()))
-        uses = [self.bind_annotation(a, "input", stmt.name, scope) for a in stmt.annotations]
-        self.inputs.append(make_input(self, stmt, node, uses, scope))
+        uses = [self.binder.bind_annotation(a, "input", stmt.name, scope) for a in stmt.annotations]
+        self.inputs.append(make_input(self.evaluator, stmt, node, uses, scope, self.inputs))
         scope[stmt.name] = Wire(node)
 
     def _target_name(self, stmt: A.Assign, scope: dict) -> str:
         if stmt.node_name is not None:
-            return self.full_name(self.interpolate(stmt.node_name.value, scope, stmt.node_name.loc), True)
+            return self.full_name(self.evaluator.interpolate(stmt.node_name.value, scope, stmt.node_name.loc), True)
         return self.full_name(stmt.targets[0], False)
 
     def run_assign(self, stmt: A.Assign, scope: dict) -> None:
         explicit = stmt.node_name is not None
-        name = self.interpolate(stmt.node_name.value, scope, stmt.node_name.loc) if explicit else stmt.targets[0]
-        value = self.evaluate(stmt.value, scope, (name, explicit))
+        name = self.evaluator.interpolate(stmt.node_name.value, scope, stmt.node_name.loc) if explicit else stmt.targets[0]
+        value = self.evaluator.evaluate(stmt.value, scope, (name, explicit))
         if len(stmt.targets) > 1:
             if not isinstance(value, Wire) or not isinstance(value.node.block, str):
                 raise fail(f"cannot unpack {len(stmt.targets)} values from this expression", stmt.value.loc)
@@ -186,7 +175,7 @@ class Resolver(Evaluator, AnnotationBinder):
             scope[stmt.push] = self.budget.value(stack + [value], stmt.push_loc)
 
     def _count(self, stmt: A.Repeat, scope: dict) -> int:
-        count = self.constant(stmt.count, scope, "a repeat count")
+        count = self.evaluator.constant(stmt.count, scope, "a repeat count")
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise fail(f"repeat count must be a non-negative integer, got {format_value(count)}", stmt.count.loc)
         return self.budget.count(count, "the repeat count", stmt.count.loc)
@@ -204,7 +193,7 @@ class Resolver(Evaluator, AnnotationBinder):
                     scope[stmt.var] = item
                 elif kind == "for":
                     self._bind_for(stmt, scope, item)
-                extra = self.overlay_uses(full, i, kind, scope) if full else []
+                extra = self.binder.overlay_uses(full, i, kind, scope) if full else []
                 self.active.extend(extra)
                 if not label:
                     self.unlabeled.append((len(self.frames), i))
@@ -246,7 +235,7 @@ class Resolver(Evaluator, AnnotationBinder):
         full = self.prefix() + stmt.name
         region = Region(full, "region", stmt.loc)
         self.register_region(region, stmt)
-        stage_use = self.stage_annotation(stmt, full, scope)
+        stage_use = self.binder.stage_annotation(stmt, full, scope)
         if stage_use is not None:
             from diffc.methods.stage import run_stage_region
             return run_stage_region(self, stmt, scope, region, stage_use)
@@ -255,6 +244,29 @@ class Resolver(Evaluator, AnnotationBinder):
             with self.collecting(Frame("region", stmt.name, loc=stmt.loc), region):
                 self.run_body(stmt.body, scope)
         self.with_annotations(stmt, "region", full, scope, body, region)
+
+    def with_annotations(self, stmt, target_kind: str, target: str, scope: dict, run, region: Region | None = None):
+        """Run `run()` with the statement's annotations (inline and from overlays) applying to new nodes."""
+        uses = [self.binder.bind_annotation(a, target_kind, target, scope) for a in stmt.annotations
+                if not (a.name == "stage" and target_kind == "region")]
+        uses += self.binder.overlay_uses(target, None, target_kind, scope)
+        if region is not None:
+            region.annotations.extend(uses)
+        self.active.extend(uses)
+        try:
+            run()
+        finally:
+            del self.active[len(self.active) - len(uses):]
+
+    def model_annotations(self, definition: A.BlockDef, scope: dict) -> None:
+        self.active.extend(self.binder.bind_annotation(a, "model", "model", scope) for a in definition.annotations)
+        self.active.extend(self.binder.overlay_uses("model", None, "model", scope))
+
+    def register_region(self, region: Region, stmt) -> None:
+        if region.label in self.regions:
+            raise fail(f"region name '{region.label}' is already used (line {self.regions[region.label].loc.line})",
+                       stmt.loc, help="label it differently: `name: repeat ...`")
+        self.regions[region.label] = region
 
     # ---- composite blocks ---------------------------------------------------------------------
     def call_composite(self, expr: A.Call, definition: A.BlockDef, scope: dict, name):
@@ -267,17 +279,17 @@ class Resolver(Evaluator, AnnotationBinder):
             raise fail(f"{definition.name} takes {len(inputs)} tensor input(s), got {len(expr.args)}", expr.loc)
         inner: dict = {}
         for p, arg in zip(inputs, expr.args):
-            inner[p.name] = self.evaluate(arg, scope)
+            inner[p.name] = self.evaluator.evaluate(arg, scope)
         for kw in expr.kwargs:
             if kw.name not in params:
                 raise fail(f"{definition.name} has no parameter '{kw.name}'", kw.loc, help=did_you_mean(kw.name, params),
                            notes=[f"parameters of {definition.name}: " + ", ".join(params)])
-            inner[kw.name] = self.typed(self.evaluate(kw.value, scope), params[kw.name], kw.value.loc)
+            inner[kw.name] = typed(self.evaluator.evaluate(kw.value, scope), params[kw.name], kw.value.loc)
         for p in definition.params:
             if p.name not in inner:
                 if p.default is None:
                     raise fail(f"{definition.name} is missing '{p.name}'", expr.loc)
-                inner[p.name] = self.typed(self.constant(p.default, dict(inner), p.name), p, p.default.loc)
+                inner[p.name] = typed(self.evaluator.constant(p.default, dict(inner), p.name), p, p.default.loc)
         full = self.prefix() + local
         region = Region(full, "composite", expr.loc)
         self.regions[full] = region
@@ -339,7 +351,7 @@ class Resolver(Evaluator, AnnotationBinder):
 
     def new_node(self, block: str, inputs: list, kwargs: dict, loc: A.Loc, scope: dict, name, arg_locs=None):
         info = REGISTRY.block(block)
-        params = self.make_params(info, kwargs, loc, arg_locs or {})
+        params = self.evaluator.make_params(info, kwargs, loc, arg_locs or {})
         explicit = bool(name and name[1])
         full = self.full_name(*name) if name else self.prefix() + self._auto_name(block)
         if "stateless" in info.tags and not explicit and full in self.names:
