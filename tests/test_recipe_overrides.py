@@ -93,7 +93,8 @@ def test_the_run_records_its_overrides(tmp_path):
 
 @pytest.mark.parametrize("args", [
     ["train", SPEC, "--dry-run"], ["sample", "run", "--out", "o"], ["eval", "run"],
-    ["encode", ".", "--vae", "v", "-o", "x.npz"], ["decode", "x.npz", "--vae", "v", "-o", "o"]])
+    ["encode", ".", "--vae", "v", "-o", "x.npz"], ["decode", "x.npz", "--vae", "v", "-o", "o"],
+    ["ema", ".", "--sigma-rel", "0.1"]])
 def test_every_command_refuses_a_missing_cuda_device_with_exit_2(args):
     code, _, err = run_cli([*args, "--device", "cuda:99"])
     assert code == 2 and "--device cuda:99: " in err and "Traceback" not in err

@@ -131,3 +131,14 @@ def test_a_second_signal_aborts_at_once_leaving_the_last_checkpoint_intact(tmp_p
     assert stop.value.exit_code == 130 and "aborted at once" in str(stop.value)
     assert ckpt.list_checkpoints(tmp_path) == before and not list(tmp_path.glob(".*tmp"))
     ckpt.load_checkpoint(before[-1][1])
+
+
+def test_tensorboard_events_past_the_resumed_checkpoint_are_purged(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    extra = "checkpoint: {keep: 5}\nlog: {tensorboard: true}\n"
+    first = run(tmp_path, extra)
+    first.checkpoint.unlink()
+    ckpt.checkpoint_path(tmp_path, 32).unlink()       # resume from 16: steps 24..48 logged again
+    run(tmp_path, extra)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), purge_orphaned_data=True).Reload()
+    assert [e.step for e in events.Scalars("loss")] == [8, 16, 24, 32, 40, 48]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from diffc.commands.common import device_option, resolve_device
+
 
 @click.command("ema", epilog="""\b
 Example:
@@ -18,10 +20,12 @@ Example:
 @click.option("--samples", type=int, default=1000, show_default=True, help="generated samples per metric")
 @click.option("--reference", default="builtin", show_default=True,
               help="reference: builtin (digits held-out split) | builtin-train | builtin-all | folder | .npz")
-def ema(run_dir, sigma_rels, nimg, out, metric, samples, reference):
+@device_option
+def ema(run_dir, sigma_rels, nimg, out, metric, samples, reference, device):
     """Reconstruct power-function EMA profiles from RUN/phema snapshots (EDM2 post-hoc EMA), and
     optionally sweep them with a metric to pick the EMA length."""
     from diffc.training.phema import write_reconstruction
+    device = resolve_device(device)             # where the metric sweep samples
     path = write_reconstruction(run_dir, sigma_rels, out, nimg)
     names = [f"phema-{s:.3f}" for s in sigma_rels]
     click.echo(f"wrote {path} with EMA profiles {', '.join(names)}")
@@ -31,7 +35,8 @@ def ema(run_dir, sigma_rels, nimg, out, metric, samples, reference):
     from diffc.evaluation.names import headline
     rows = []
     for name, sigma_rel in zip(names, sigma_rels):
-        result = evaluate_checkpoint(path, ema=name, num_samples=samples, reference=reference, progress=False)
+        result = evaluate_checkpoint(path, ema=name, num_samples=samples, reference=reference, progress=False,
+                                     device=device)
         rows.append((sigma_rel, *headline(result), result["path"]))
     short = rows[0][1].upper().replace("_DIGITS_CNN", "")          # FID, or FD with the digits CNN
     click.echo(f"# {short}: {rows[0][2]}")
