@@ -107,3 +107,19 @@ def test_the_unet_example_in_the_language_reference_compiles():
         assert compiled.interface.out_channels == channels
     names = set(compile_program(program, "UNet_tiny").graph.nodes)
     assert {"stem", "enc.0.blocks.0.res", "enc.1.blocks.0.attn", "middle.attn", "dec.0.blocks.1.res", "out"} <= names
+
+
+def test_one_numbering_sync_integers_are_depths_and_names_are_0_based():
+    deep = NET.replace("depth = 6", "depth = 16")
+    two = deep + "model M = Net with {\n  @sync(8 -> 16, 1 -> 2) blocks\n}\n"
+    assert compile_text(two, "M").interface.aux_losses == {"layersync/blocks.7->blocks.15": 0.2,
+                                                           "layersync/blocks.0->blocks.1": 0.2}
+    same = deep + "model M = Net with {\n  @sync(blocks.7 -> blocks.15) model\n}\n"
+    assert compile_text(same, "M").ir.taps["layersync"][0].node.name == "blocks.7"
+    with pytest.raises(UserError) as err:
+        compile_text(deep + "model M = Net with {\n  @sync(8 -> 17) blocks\n}\n", "M")
+    d = err.value.diagnostics[0]
+    assert (d.line, d.col) == (13, 9)
+    assert d.message == ("@sync depth 17 is out of range: 'blocks' has 16 layers, so depths run from 1 to 16 "
+                         "(depth d is the output after d layers, node blocks.{d-1})")
+    assert d.help == "or name nodes: @sync(blocks.0 -> blocks.15)"

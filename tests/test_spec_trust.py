@@ -222,8 +222,10 @@ def test_huge_literals_are_located_errors(tmp_path, capsys):
     ({"model Net": "block f(x) { return f(x) }\nmodel Net", "  blocks:": "  h = f(h)\n  blocks:"}, "2:21",
      "composite blocks nest more than 16 calls deep (... f -> f -> f -> f -> f)"),
     ({"timestep[1000]": "timestep[10 ** 9]"}, "4:21", "timestep[1,000,000,000] has more steps than diffc's limit"),
+    ({"  blocks: repeat": "  @stage(10 ** 9) decoder { s = 1 }\n  blocks: repeat"}, "7:3",
+     "@stage with 1000000000 stages: at most 32"),
 ], ids=["repeat-count", "range", "string-repeat", "list-repeat", "list-doubling", "power-tower", "float-overflow",
-        "float-inf", "nan", "complex", "nested-loops", "node-count", "self-recursive-block", "timesteps"])
+        "float-inf", "nan", "complex", "nested-loops", "node-count", "self-recursive-block", "timesteps", "stages"])
 def test_evaluation_budgets_are_located_errors(tmp_path, capsys, change, where, message):
     text = TINY
     for old, new in change.items():

@@ -74,7 +74,8 @@ class AnnotationBinder:
         return use
 
     def reference(self, expr: A.Expr, scope: dict):
-        """A graph reference in an annotation: an int (1-based position in the target) or a name path."""
+        """A graph reference in an annotation: an int (a depth in the target: after that many layers) or a
+        node path (`blocks.7`, `blocks[7]`, 0-based)."""
         if isinstance(expr, A.Num) and isinstance(expr.value, int):
             return expr.value
         parts = []
@@ -90,7 +91,8 @@ class AnnotationBinder:
             elif isinstance(expr, A.Str):
                 return ".".join([expr.value] + parts[::-1])
             else:
-                raise fail("a reference must be a layer number (1-based) or a node path like blocks.7", expr.loc)
+                raise fail("a reference must be a depth (8: the output after 8 layers) or a node path like blocks.7",
+                           expr.loc)
 
     def stage_annotation(self, stmt: A.Region, target: str, scope: dict):
         anns = [a for a in stmt.annotations if a.name == "stage"]

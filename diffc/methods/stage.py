@@ -17,6 +17,7 @@ from diffc.registry import annotation, method
 from diffc.registry.validators import positive
 
 PAPER_BOUNDARIES = [-1.84, -4.0]   # CIFAR-10 VP-SDE clustering result, log-SNR (multistage.md, Sec. 4.2)
+MAX_STAGES = 32                    # each stage runs the region's body once more (bounded evaluation)
 FILLS = ["#e3f1fb", "#fbe9e3", "#eaf7e3", "#f6e3fb", "#fbf7e3"]   # diffc graph: one colour per stage copy
 
 
@@ -42,6 +43,9 @@ def stage_plan(use) -> tuple[int, list[float], list | None]:
         raise fail("@stage needs the number of stages k, boundaries or widths", use.loc)
     if k < 2:
         raise fail(f"@stage needs at least 2 stages, got {k}", use.loc)
+    if k > MAX_STAGES:
+        raise fail(f"@stage with {k} stages: at most {MAX_STAGES} (each stage is a copy of the region)", use.loc,
+                   help="the paper uses 3 stages")
     boundaries = list(p.boundaries) if p.boundaries is not None else default_boundaries(k)
     if len(boundaries) != k - 1:
         raise fail(f"@stage with {k} stages needs {k - 1} boundaries, got {len(boundaries)}", use.loc)

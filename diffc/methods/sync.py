@@ -1,7 +1,9 @@
 """`@sync(src -> dst, weight)`: LayerSync (Haghighi et al. 2025).
 
-Integers are 1-based positions in the annotated repeat (LayerSync's `--encoder-depth 8
---gt-encoder-depth 16` is `@sync(8 -> 16) blocks`); names are node paths (blocks.7). Each pair becomes one
+Integers are depths in the annotated repeat, counted as LayerSync's reference code counts `--encoder-depth`:
+depth d is the output after d blocks, node `blocks.{d-1}` (so `--encoder-depth 8 --gt-encoder-depth 16` is
+`@sync(8 -> 16) blocks`, the same pair as `@sync(blocks.7 -> blocks.15)`); names are node paths, 0-based
+like every index in diffc (docs/language.md, "Node names, state_dict keys and numbering"). Each pair becomes one
 aux loss term, weighted by lambda in the training loss: -cos(src, stopgrad(dst)) per token, mean over batch
 and tokens (Eq. 3). The loss reaches training through `interface.aux_losses` (name -> weight).
 """
@@ -21,7 +23,7 @@ from diffc.registry.validators import non_negative
 @annotation("sync", targets={"model", "repeat", "region"}, variadic="pairs")
 class Sync:
     """LayerSync (Haghighi et al., 2025, Eq. 3): negative cosine between a layer and a stop-gradient deeper layer."""
-    pairs: list[Link] = attrs.Factory(list)                           # student -> teacher (1-based in a repeat)
+    pairs: list[Link] = attrs.Factory(list)                           # student -> teacher (depths in a repeat)
     weight: float = attrs.field(default=0.2, validator=non_negative)  # lambda
 
 
@@ -77,11 +79,13 @@ def _node(graph, model, use, ref, loc):
     if isinstance(ref, int):
         region = model.regions.get(use.target)
         if region is None or region.kind not in ("repeat", "for"):
-            raise fail(f"layer number {ref} needs @sync on a repeat (e.g. `@sync(8 -> 16) blocks`)", loc,
+            raise fail(f"depth {ref} needs @sync on a repeat (e.g. `@sync(8 -> 16) blocks`)", loc,
                        help="or name nodes: @sync(blocks.7 -> blocks.15)")
         if not 1 <= ref <= len(region.iterations):
-            raise fail(f"@sync layer {ref} is out of range: '{region.label}' has {len(region.iterations)} "
-                       "layers (numbered from 1)", loc)
+            count = len(region.iterations)
+            raise fail(f"@sync depth {ref} is out of range: '{region.label}' has {count} layers, so depths run "
+                       f"from 1 to {count} (depth d is the output after d layers, node {region.label}.{{d-1}})", loc,
+                       help=f"or name nodes: @sync({region.label}.0 -> {region.label}.{max(count - 1, 0)})")
         iteration = region.iterations[ref - 1]
         return iteration[-1]
     if ref in graph.nodes:
