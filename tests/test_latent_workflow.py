@@ -1,12 +1,16 @@
-"""The latent workflow end to end through the CLI on a tiny random AutoencoderKL: encode -> train -> sample ->
-decode -> eval; and the latent data path's numbers (posterior draw, flipped copies, convention) by hand."""
+"""The latent workflow end to end through the CLI on a tiny random AutoencoderKL (examples/latent_training):
+encode -> decode -> train -> sample -> eval; and the latent data path's numbers (posterior draw, flipped copies,
+convention) by hand."""
 import json
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from cli_helpers import run_cli
-from latent_helpers import make_image_folder, make_tiny_vae
+from latent_helpers import EXAMPLE, make_image_folder, make_tiny_vae
 from PIL import Image
 
 from diffc.autoencoder import Autoencoder, LatentDecoder, sd_convention
@@ -15,23 +19,6 @@ from diffc.errors import UserError
 from diffc.training.data import build_dataset, load_batch
 from diffc.training.recipe import AutoencoderConfig, DataConfig
 from diffc.training.recipe_loader import parse_recipe
-
-SPEC = """diffspec 1
-import "dit.diffspec"
-recipe "recipe.yaml"
-model DiT_latent_tiny = DiT(depth = 1, width = 32, heads = 2, patch = 2, size = 4, channels = 4, classes = 2)
-default DiT_latent_tiny
-"""
-RECIPE = """data:        {name: latents, path: latents.npz, hflip: 0.5}
-autoencoder: {path: vae}
-objective:   {kind: ddpm_eps}
-batch:       8
-duration:    3 steps
-ema:         {kind: power, sigma_rel: [0.1]}
-checkpoint:  {every: 3 steps}
-sample:      {every: null, n: 4, steps: 4}
-log:         {every: 1 steps, tensorboard: false}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +29,25 @@ def workdir(tmp_path_factory):
     return root
 
 
-def test_encode_train_sample_decode_eval_through_the_cli(workdir):
-    root = workdir
+def test_example_encode_train_sample_decode_eval_through_the_cli(tmp_path):
+    """examples/latent_training as its README runs it (a short training), from a copy of the folder."""
+    root = tmp_path / "example"
+    shutil.copytree(EXAMPLE, root)
+    proc = subprocess.run([sys.executable, "make_toy_data.py", "--per-class", "4"], cwd=root, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
     code, _, err = run_cli(["encode", "images", "--vae", "vae", "-o", "latents.npz", "--resolution", 16, "--flip",
                             "--no-progress"], cwd=root)
     assert code == 0, err
-    (root / "tiny.diffspec").write_text(SPEC)
-    (root / "recipe.yaml").write_text(RECIPE)
-    code, out, err = run_cli(["train", "tiny.diffspec", "--run-dir", "run", "--no-progress"], cwd=root)
+    code, out, err = run_cli(["decode", "latents.npz", "--vae", "vae", "-o", "recon", "--n", 5], cwd=root)
+    assert code == 0, err
+    assert sorted(p.name for p in (root / "recon").iterdir())[-1] == "000004.png"
+    assert Image.open(root / "recon" / "000000.png").size == (16, 16)
+
+    short = ["duration=3 steps", "checkpoint.every=3 steps", "sample.first=3 steps", "sample.n=4", "sample.steps=4",
+             "log.every=1 steps", "batch=8"]
+    code, out, err = run_cli(["train", "tiny_latent_dit.diffspec", "--run-dir", "run", "--no-progress", *short],
+                             cwd=root)
     assert code == 0, err
     assert "trained to 24 images" in out
     grid = Image.open(next((root / "run" / "samples").glob("samples-*.png")))
@@ -64,11 +62,6 @@ def test_encode_train_sample_decode_eval_through_the_cli(workdir):
     assert first.size == (16, 16) and first.mode == "RGB"
     provenance = json.loads((root / "samples" / "samples.json").read_text())
     assert provenance["autoencoder"]["vae"]["downsample"] == 4
-
-    code, out, err = run_cli(["decode", "latents.npz", "--vae", "vae", "-o", "recon", "--n", 5], cwd=root)
-    assert code == 0, err
-    assert sorted(p.name for p in (root / "recon").iterdir())[-1] == "000004.png"
-    assert Image.open(root / "recon" / "000000.png").size == (16, 16)
 
     code, out, err = run_cli(["eval", "run", "--ref", "recon", "--n", 8, "--steps", 4, "--extractor", "digits",
                               "--out", "eval.json"], cwd=root)
