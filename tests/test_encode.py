@@ -39,11 +39,11 @@ def test_encode_cli_stores_latents_labels_flips_and_metadata(setup, tmp_path):
     data = read_latent_file(out)
     assert data.latents.shape == (8, 8, 4, 4) and data.flipped.shape == (8, 8, 4, 4)
     assert data.labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
-    assert data.meta["class_names"] == ["zero", "one"] and data.meta["posterior"] == "dist"
+    assert data.meta["class_names"] == ["digit0", "digit1"] and data.meta["posterior"] == "dist"
     assert data.convention.scale == pytest.approx([0.18215] * 4) and data.convention.bias == (0.0,) * 4
     auto = Autoencoder.load(vae_dir)
     assert data.meta["vae"]["sha256"] == auto.identity["sha256"]
-    pixels = torch.from_numpy(load_pixels(images / "one" / "0.png", 16, 3).copy()).float()[None] / 127.5 - 1
+    pixels = torch.from_numpy(load_pixels(images / "digit1" / "0.png", 16, 3).copy()).float()[None] / 127.5 - 1
     mean, std = auto.encode(pixels, "sd")
     assert np.allclose(data.latents[4, :4], mean[0].numpy(), atol=1e-6)          # posterior mean, then std
     assert np.allclose(data.latents[4, 4:], std[0].numpy(), atol=1e-6)
@@ -75,18 +75,18 @@ def test_interrupted_encode_resumes_after_its_last_complete_shard(setup, tmp_pat
     options = EncodeOptions("sd", 16, posterior="sample", shard=3)
     encode_folder(images, tmp_path / "whole.npz", auto, options, progress=False)
     broken = tmp_path / "images"
-    for sub in ("zero", "one"):
+    for sub in ("digit0", "digit1"):
         (broken / sub).mkdir(parents=True)
         for f in (images / sub).iterdir():
             (broken / sub / f.name).write_bytes(f.read_bytes())
-    (broken / "one" / "2.png").write_bytes(b"not a png")                # in the third shard (images 6..7)
+    (broken / "digit1" / "2.png").write_bytes(b"not a png")                # in the third shard (images 6..7)
     with pytest.raises(UserError) as err:
         encode_folder(broken, tmp_path / "resumed.npz", auto, options, progress=False)
-    assert err.value.diagnostics[0].file.endswith("one/2.png")
+    assert err.value.diagnostics[0].file.endswith("digit1/2.png")
     parts = tmp_path / "resumed.npz.parts"
     kept = {p.name: p.stat().st_mtime_ns for p in parts.glob("shard-*.npz")}
     assert sorted(kept) == ["shard-000000.npz", "shard-000001.npz"] and not (tmp_path / "resumed.npz").exists()
-    (broken / "one" / "2.png").write_bytes((images / "one" / "2.png").read_bytes())
+    (broken / "digit1" / "2.png").write_bytes((images / "digit1" / "2.png").read_bytes())
     with pytest.raises(UserError, match="other settings"):
         encode_folder(broken, tmp_path / "resumed.npz", auto, EncodeOptions("sd", 16, shard=3), progress=False)
     encode_folder(broken, tmp_path / "resumed.npz", auto, options, progress=False)

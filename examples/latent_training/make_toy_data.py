@@ -27,7 +27,7 @@ def make_image_folder(root: Path, per_class: int = 4, size: int = 16) -> Path:
     from PIL import Image
     from sklearn.datasets import load_digits
     digits = load_digits()
-    for k, name in enumerate(("zero", "one")):
+    for k, name in enumerate(("digit0", "digit1")):
         (root / name).mkdir(parents=True, exist_ok=True)
         for i, index in enumerate(np.flatnonzero(digits.target == k)[:per_class]):
             grey = (digits.images[index] * 15.9).astype(np.uint8)
