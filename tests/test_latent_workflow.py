@@ -67,7 +67,7 @@ def test_example_encode_train_sample_decode_eval_through_the_cli(tmp_path):
                               "--out", "eval.json"], cwd=root)
     assert code == 0, err
     result = json.loads((root / "eval.json").read_text())
-    assert np.isfinite(result["metrics"]["frechet_inception_distance"])
+    assert np.isfinite(result["metrics"]["fd_digits_cnn"])                  # FD of digits-CNN features
     assert result["provenance"]["autoencoder"]["convention"]["name"] == "sd"
 
     code, _, err = run_cli(["sample", "run", "--n", 1, "--out", "s2", "--vae", "missing-vae"], cwd=root)
