@@ -244,3 +244,9 @@ def test_evaluation_budgets_are_located_errors(tmp_path, capsys, change, where, 
 def test_absurd_model_sizes_are_refused_by_check(tmp_path, capsys, width, message):
     code, out, err = check_text(tmp_path, capsys, TINY.replace("width = 32", f"width = {width}"))
     assert code == 2 and message in err
+
+
+def test_a_huge_spec_is_refused_before_parsing(tmp_path, capsys):
+    text = TINY.replace("  blocks: repeat", "  s = 1\n" * 40_000 + "  blocks: repeat")     # 120,000 tokens
+    code, out, err = check_text(tmp_path, capsys, text)
+    assert code == 2 and "case.diffspec:33321:7: error: this spec has more than 100,000 tokens" in err
