@@ -183,7 +183,7 @@ def _finish(out, parts, shard_paths, files, labels, classes, root, vae, options)
     if labels is not None:
         arrays["labels"] = np.asarray(labels, dtype=np.int64)
     arrays["files"] = np.array([str(f.relative_to(root)) for f in files])
-    meta = {"space": "raw", "count": len(files), "convention": convention.to_dict(), "posterior": options.posterior,
+    meta = {"count": len(files), "convention": convention.to_dict(), "posterior": options.posterior,
             "resolution": options.resolution, "flip": options.flip, "class_names": classes,
             "latent_shape": [latent_shape[0] // (2 if dist else 1), *latent_shape[1:]],
             "vae": vae.identity, "images": str(root.resolve()), "seed": options.seed}

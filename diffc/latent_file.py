@@ -4,7 +4,6 @@ Arrays: `latents` [N, C or 2C, h, w] float32 raw VAE latents (posterior "dist": 
 layout; "mean"; or one fixed "sample"), `latents_flipped` (same, of the horizontally flipped crops, with --flip),
 `labels` [N] int64 (class sub-folders), `files` [N] the source images, and `diffc_latents`: JSON metadata
 (the convention with its scale/bias, the VAE's identity, resolution, posterior kind, class names).
-`diffc sample` writes the same format with `space: final` (model latents, ready for the convention's decode).
 The file is written in one stream, shard by shard (bounded memory), through diffc.files.atomic_write.
 """
 from __future__ import annotations

@@ -56,8 +56,7 @@ def encode(images, vae, out, convention, resolution, flip, posterior, raw_stats,
 
 @click.command("decode", epilog="""\b
 Examples:
-  diffc decode latents.npz --vae vae/sd-vae-ft-mse -o recon/ --n 64      # check the autoencoder's reconstructions
-  diffc decode samples/latents.npz --vae vae/sd-vae-ft-mse -o decoded/   # re-decode `diffc sample` latents""")
+  diffc decode latents.npz --vae vae/sd-vae-ft-mse -o recon/ --n 64      # check the autoencoder's reconstructions""")
 @click.argument("latents", type=click.Path(dir_okay=False))
 @vae_option
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="folder for the PNGs")
@@ -65,7 +64,7 @@ Examples:
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @device_option
 def decode(latents, vae, out, count, batch, device):
-    """Decode a latent file (from `diffc encode` or `diffc sample`) into PNG images (posterior means)."""
+    """Decode a latent file written by `diffc encode` into PNG images (posterior means or the stored sample)."""
     import torch
     from diffc.autoencoder import Autoencoder
     from diffc.latent_file import read_latent_file
@@ -77,7 +76,7 @@ def decode(latents, vae, out, count, batch, device):
     data = read_latent_file(latents)
     if data.meta is None:
         raise UserError("this file has no diffc metadata, so its convention is unknown", file=latents,
-                        help="decode files written by `diffc encode` or `diffc sample`")
+                        help="decode files written by `diffc encode`")
     autoencoder = Autoencoder.load(vae, device)
     warning = autoencoder.check_same_as(data.meta.get("vae", {}), "these latents")
     if warning:
@@ -87,10 +86,7 @@ def decode(latents, vae, out, count, batch, device):
     out.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(stored), batch):
         chunk = torch.from_numpy(stored[start:start + batch][:, :data.channels].copy())
-        if data.meta.get("space") == "final":
-            pixels = autoencoder.decode(chunk, data.convention)
-        else:
-            pixels = autoencoder.decode_raw(chunk, data.convention.name)
+        pixels = autoencoder.decode_raw(chunk, data.convention.name)
         for offset, image in enumerate(to_uint8(pixels).permute(0, 2, 3, 1).cpu().numpy()):
             pil_image(image).save(out / f"{start + offset:06d}.png")
     click.echo(f"decoded {len(stored)} latents to {out}")
