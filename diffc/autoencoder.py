@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import attrs
@@ -161,8 +162,10 @@ class Autoencoder:
         diffusers_logging.set_verbosity_error()
         local = Path(name).is_dir()
         try:
-            vae = AutoencoderKL.from_pretrained(name, subfolder=subfolder, use_safetensors=True,
-                                                low_cpu_mem_usage=False, local_files_only=local)
+            with warnings.catch_warnings():     # diffusers passes huggingface_hub a deprecated argument
+                warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+                vae = AutoencoderKL.from_pretrained(name, subfolder=subfolder, use_safetensors=True,
+                                                    low_cpu_mem_usage=False, local_files_only=local)
         except Exception as exc:  # diffusers raises OSError/ValueError/EnvironmentError/HTTP errors
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             if local:
