@@ -82,3 +82,14 @@ def test_passes_record_their_facts_in_node_meta():
     staged = compile_spec(ROOT / "specs/multistage_unet.diffspec", "MultistageDDPMpp_tiny")
     stages = {n["ir"].meta["stage"][1] for n in staged.graph.nodes.values() if "stage" in n["ir"].meta}
     assert stages == {0, 1, 2}
+
+
+def test_stage_regions_must_share_one_split():
+    text = ("model M() {\n  input x: sample[1, 4, 4]\n  input t: sigma\n  h = conv(x, out = 4)\n"
+            "  @stage(boundaries = [logsnr(0.0)]) first {\n    h = conv(h, out = 4)\n  }\n"
+            "  @stage(boundaries = [logsnr(1.0)]) second {\n    h = conv(h, out = 4)\n  }\n  return h\n}\n")
+    from diffc.compiler import compile_program
+    from diffc.compiler.program import load_text
+    with pytest.raises(UserError) as err:
+        compile_program(load_text(text, "two.diffspec"))
+    assert "two.diffspec:8:3: error: all @stage regions of a model must use the same boundaries" in str(err.value)
