@@ -12,6 +12,17 @@ from diffc.commands.common import device_option, resolve_device
 from diffc.errors import UserError
 
 
+def _check_builtin_data(spec: str, built) -> None:
+    """The built-in recipe trains on 1x16x16 digits: a model of other samples needs a recipe naming its data."""
+    shape = tuple(built.interface.sample_shape)
+    if shape != (1, 16, 16):
+        tiny = _tiny_alternatives(spec, built)
+        raise UserError(f"{spec} names no recipe, and {built.model_name} takes {'x'.join(map(str, shape))} samples; "
+                        "the built-in recipe trains on 1x16x16 digits",
+                        help="name a recipe with your data (--recipe R, e.g. data: {name: latents, path: ...})"
+                             + (" or train a tiny model: " + " or ".join(tiny) if tiny else ""))
+
+
 def _tiny_alternatives(spec: str, built) -> list[str]:
     """Commands for the tiny models a user can train instead: `*tiny*` models of this spec, else sibling
     `*tiny*` specs of the same family (specs/edm2_tiny.diffspec for specs/edm2_img512_xl.diffspec)."""
@@ -75,13 +86,17 @@ def train(spec, overrides, recipe_path, run_dir, model, dry_run, steps, duration
     if dry_run:
         from diffc.training.preflight import preflight
         from diffc.training.summary import describe
-        preflight(built, recipe, base_dir)
         given = f"# overrides: {' '.join(overrides)}\n" if overrides else ""
         click.echo(f"# recipe: {name}\n{given}# run directory: {run_dir}\n" + recipe_to_yaml(recipe))
         click.echo(describe(built, recipe))
+        if chosen is None:                      # the data checks after the summary: a data problem still exits 2
+            _check_builtin_data(spec, built)
+        preflight(built, recipe, base_dir)
         return
     from diffc.training.summary import check_fits
     check_fits(built, recipe, device, _tiny_alternatives(spec, built))
+    if chosen is None:
+        _check_builtin_data(spec, built)
     # on CPU (the loop moves it to `device`); the initial weights follow the recipe's seed, so fresh runs repeat
     built = attrs.evolve(built, module=emit_module(built.compiled, "cpu", seed=recipe.seed))
     from diffc.training.loop import train as run_training
