@@ -93,6 +93,8 @@ def test_export_command_writes_the_file_and_rejects_a_bad_spec(tmp_path):
     assert code == 2
     assert "bad.diffspec:4:" in err and "Traceback" not in err
     assert out.read_text() == "keep me"                               # nothing half-written
+    code, _, err = run_cli(["export", SPECS / "dit.diffspec", "--model", "DiT_tiny", "-o", out / "x.py"])
+    assert code == 2 and "cannot write" in err and "Traceback" not in err    # under a file, not a folder
 
 
 @pytest.mark.parametrize("value, text", [(float("inf"), "float('inf')"), ("a'b", "\"a'b\""), ((1,), "(1,)"),

@@ -22,7 +22,11 @@ def export(spec, model, out):
     """
     from diffc.compiler import compile_spec
     from diffc.compiler.export import export_source
+    from diffc.errors import UserError
     from diffc.files import atomic_write
     compiled = compile_spec(spec, model)
-    atomic_write(out, export_source(compiled))
+    try:
+        atomic_write(out, export_source(compiled))
+    except OSError as err:
+        raise UserError(f"cannot write {out}: {err.strerror or err}", help="pass -o a writable file path") from None
     click.echo(f"exported {compiled.model_name} to {out}")
