@@ -1,6 +1,6 @@
 """The method study: train the baseline and each method (DTR, LayerSync, multi-stage, EDM2 MP) on the
-built-in digits at CPU scale for a fixed image budget, several seeds each, evaluate FID with the
-built-in digits extractor at several points, and write a plot (FID vs images seen, seed spread) and a table.
+built-in digits at CPU scale for a fixed image budget, several seeds each, evaluate FD (the Frechet distance of
+digits-CNN features) at several points, and write a plot (FD vs images seen, seed spread) and a table.
 
     python bench/study.py                       # the documented run (~30 min on 2 CPU cores)
     python bench/study.py --images 2048 --evals 1 --seeds 0 --samples 64      # a smoke run
@@ -29,7 +29,7 @@ SAMPLERS = {"ddpm": ("ddim", 25), "edm": ("heun", 13), "flow": ("ode", 25)}
 
 
 def run_point(method, seed, images, args, results):
-    """Train `method` with `seed` up to `images` (resuming) and return the FID there (cached)."""
+    """Train `method` with `seed` up to `images` (resuming) and return the FD there (cached)."""
     key = f"{method}/{seed}/{images}"
     if key in results["points"]:
         return results["points"][key]
@@ -71,7 +71,7 @@ def write_outputs(results, args):
     by = {}
     for p in results["points"].values():
         by.setdefault(p["method"], {}).setdefault(p["images"], []).append(p["fid"])
-    lines = ["| method | " + " | ".join(f"FID @ {i // 1024}Ki" for i in results["eval_images"]) + " |",
+    lines = ["| method | " + " | ".join(f"FD @ {i // 1024}Ki" for i in results["eval_images"]) + " |",
              "|---|" + "---|" * len(results["eval_images"])]
     for method in args.methods:
         cells = []
@@ -80,7 +80,7 @@ def write_outputs(results, args):
             cells.append(f"{statistics.mean(fids):.1f} ± {statistics.pstdev(fids):.1f} (n={len(fids)})" if fids else "–")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     s = results["settings"]
-    lines.append(f"\nFID (mean ± std over seeds) with the built-in digits extractor, {s['samples']} samples per "
+    lines.append(f"\nFD (digits-CNN features; mean ± std over seeds), {s['samples']} samples per "
                  f"point, {s['images'] // 1024}Ki training images per run; `python bench/study.py`.")
     (out / "study.md").write_text("\n".join(lines) + "\n")
     import matplotlib
@@ -97,7 +97,7 @@ def write_outputs(results, args):
         ax.plot([x / 1024 for x in xs], mean, marker="o", label=method)
         ax.fill_between([x / 1024 for x in xs], lo, hi, alpha=0.2)
     ax.set_xlabel("training images seen (Ki)")
-    ax.set_ylabel("FID (built-in digits extractor, lower is better)")
+    ax.set_ylabel("FD, digits-CNN features (lower is better)")
     ax.set_title(f"diffc method study: digits 16x16, {len(args.seeds)} seeds (band = min..max)")
     ax.grid(alpha=0.3)
     ax.legend()
