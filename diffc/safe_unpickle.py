@@ -14,7 +14,7 @@ zip archive (torch.save files).
 """
 from __future__ import annotations
 
-import collections
+import importlib
 import io
 import pickle
 import warnings
@@ -101,8 +101,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         module = _RENAMED.get(module, module)
         if (module, name) in _REAL:
-            return collections.OrderedDict if name == "OrderedDict" else getattr(__import__(module, fromlist=[name]),
-                                                                                 name)
+            return getattr(importlib.import_module(module), name)
         if module == "torch" and (name.endswith("Storage") or isinstance(getattr(torch, name, None), torch.dtype)):
             return getattr(torch, name)
         if (module, name) == ("torch.storage", "_load_from_bytes"):
