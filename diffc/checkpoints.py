@@ -14,7 +14,7 @@ from pathlib import Path
 import attrs
 import torch
 
-from diffc.errors import UserError
+from diffc.errors import UserError, first_line
 from diffc.files import atomic_write
 from diffc.model_file import is_safetensors, read_safetensors
 from diffc.parameterizations import build_parameterization
@@ -62,9 +62,36 @@ def save_checkpoint(run_dir, state: dict, keep: int) -> Path:
     return path
 
 
-def load_checkpoint(path, formats=(CHECKPOINT_FORMAT,)) -> dict:
-    """Load one checkpoint file with weights_only=True; a bad file is a UserError naming it."""
+def _tensor_dict(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+# key -> (test, what it must be): the structure a checkpoint is checked against before anything reads it
+FIELDS = {
+    "model": (_tensor_dict, "a dict of named tensors"),
+    "ema": (lambda v: v is None or isinstance(v, dict) and all(_tensor_dict(p) for p in v.values()),
+            "a dict of EMA profiles, each a dict of named tensors"),
+    "spec_text": (lambda v: isinstance(v, str), "the spec's text"),
+    "recipe": (lambda v: v is None or isinstance(v, dict) and isinstance(v.get("objective"), dict),
+               "the resolved recipe, with an 'objective' section"),
+    "nimg": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative image count"),
+    "optimizer": (lambda v: isinstance(v, dict) and isinstance(v.get("param_groups"), list), "an optimizer state"),
+    "weighting": (_tensor_dict, "the loss weighting's state"),
+    "rng": (lambda v: isinstance(v, dict) and isinstance(v.get("torch"), torch.Tensor)
+            and v["torch"].dtype == torch.uint8, "the random-number state"),
+}
+FOR_INFERENCE = ("model", "spec_text")                      # required; every other key present is checked too
+FOR_RESUME = FOR_INFERENCE + ("ema", "recipe", "nimg", "optimizer", "weighting", "rng")
+
+
+def load_checkpoint(path, formats=(CHECKPOINT_FORMAT,), needs: tuple[str, ...] = FOR_INFERENCE) -> dict:
+    """Load one checkpoint file (weights_only torch.load, or safetensors) of one of `formats`; the keys in `needs`
+    must be there and every key of FIELDS present must be of its kind. A bad file (empty, truncated, not a
+    checkpoint, a key missing or of the wrong kind) is a UserError naming it."""
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise UserError("checkpoint file is empty (0 bytes)", file=str(path),
+                        help="a write was cut short before it began; use an earlier checkpoint")
     try:
         data = read_safetensors(path) if is_safetensors(path) else torch.load(path, map_location="cpu",
                                                                               weights_only=True)
@@ -73,13 +100,29 @@ def load_checkpoint(path, formats=(CHECKPOINT_FORMAT,)) -> dict:
     except FileNotFoundError:
         raise UserError("checkpoint not found", file=str(path)) from None
     except Exception as exc:
-        raise UserError(f"cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-                        file=str(path), help="the file is damaged or not a diffc checkpoint") from None
+        raise UserError(f"cannot read checkpoint ({first_line(exc)})", file=str(path),
+                        help="the file is damaged (truncated?) or not a diffc checkpoint") from None
     if not isinstance(data, dict) or data.get("format") not in formats:
         raise UserError(f"not a diffc checkpoint (format {' or '.join(map(repr, formats))} expected)", file=str(path),
                         help="a released checkpoint (DiT, SiT, DTR, EDM2 .pkl) is read with --spec SPEC, or "
                              "imported first: diffc import-weights SPEC FILE -o model.pt")
+    wrong = [f"'{key}' is missing" for key in needs if key not in data]
+    wrong += [f"'{key}' is not {what}" for key, (test, what) in FIELDS.items() if key in data and not test(data[key])]
+    if wrong:
+        raise UserError("damaged checkpoint: " + "; ".join(wrong), file=str(path),
+                        help="it was not written whole by diffc; use an earlier checkpoint")
     return data
+
+
+def load_weights(module: torch.nn.Module, state: dict, file, what: str = "weights") -> None:
+    """module.load_state_dict(state) with DDP/compile prefixes dropped; a mismatch is a UserError naming the file."""
+    try:
+        module.load_state_dict(clean_state_dict(state))
+    except (RuntimeError, KeyError, TypeError) as exc:
+        problems = [line.strip()[:160] for line in str(exc).splitlines()[1:] if line.strip()] or [first_line(exc)]
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise UserError(f"the {what} do not fit the model: " + "; ".join(problems[:3]) + more, file=str(file),
+                        help="the file belongs to another model or spec, or was edited") from None
 
 
 def resolve_checkpoint(path) -> Path:
@@ -157,7 +200,7 @@ def load_for_inference(path, ema: str | None = None, device="cpu", vae: str | No
         weights = profiles[ema]
     built = rebuild_model(data, device)
     module = built.module
-    module.load_state_dict(clean_state_dict(weights))
+    load_weights(module, weights, file, f"weights of EMA profile '{ema}'" if ema else "weights")
     module.to(device).eval().requires_grad_(False)
     recipe = data.get("recipe") or {"objective": {"kind": DEFAULT_OBJECTIVE[built.interface.noise.kind]}}
     objective = build_parameterization(recipe["objective"], built.interface, str(file))

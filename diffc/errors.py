@@ -124,3 +124,9 @@ class Interrupted(Exception):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+def first_line(exc: BaseException) -> str:
+    """`Kind: first line of the message` (at most 200 characters), to say why a file could not be read."""
+    text = str(exc).strip()
+    return type(exc).__name__ + (f": {text.splitlines()[0][:200]}" if text else "")

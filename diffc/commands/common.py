@@ -1,10 +1,12 @@
 """Options and helpers shared by the commands."""
 from __future__ import annotations
 
+import math
 import re
 
 import click
 
+from diffc.bounds import SEED, Bound
 from diffc.errors import UserError
 
 spec_argument = click.argument("spec", type=click.Path(dir_okay=False))
@@ -44,3 +46,25 @@ def resolve_device(device: str | None) -> str:
                                                       if count else "no CUDA device is available"),
                             help="use --device cpu" + (", or one of the devices listed" if count else ""))
     return device
+
+
+class FiniteFloat(click.ParamType):
+    """A float flag that is finite and, given a Bound (diffc.bounds), inside it: `--guidance nan` is a usage error."""
+    name = "float"
+
+    def __init__(self, bound: Bound | None = None):
+        self.bound = bound
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"'{value}' is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        if self.bound is not None and not self.bound.accepts(number):
+            self.fail(f"{number:g} is not {self.bound.meaning or 'allowed'} ({self.bound})", param, ctx)
+        return number
+
+
+SEED_TYPE = click.IntRange(SEED.low, SEED.high)      # the recipe's seed range

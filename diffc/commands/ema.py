@@ -1,9 +1,12 @@
 """`diffc ema RUN --sigma-rel S ...`: post-hoc EMA reconstruction into a checkpoint for sampling."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from diffc.commands.common import device_option, resolve_device
+from diffc.bounds import Bound
+from diffc.commands.common import FiniteFloat, device_option, resolve_device
 
 
 @click.command("ema", epilog="""\b
@@ -11,21 +14,26 @@ Example:
   diffc ema runs/dit_dtr-DiT --sigma-rel 0.08 --sigma-rel 0.12 --out phema.pt
   diffc sample phema.pt --ema phema-0.080""")
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.option("--sigma-rel", "sigma_rels", type=float, multiple=True, required=True, help="target EMA length(s)")
-@click.option("--nimg", type=int, default=None, help="training time in images (default: the latest snapshot)")
+@click.option("--sigma-rel", "sigma_rels", type=FiniteFloat(Bound(0, 0.2886, True, True, "an EMA length")),
+              multiple=True, required=True, help="target EMA length(s)")
+@click.option("--nimg", type=click.IntRange(min=0), default=None,
+              help="training time in images (default: the latest snapshot)")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="default: RUN/phema-{nimg}.pt")
 @click.option("--metric", type=click.Choice(["none", "fid"]), default="none", show_default=True,
               help="also evaluate each reconstructed profile (the Frechet distance: FD with digits-CNN features "
                    "for the built-in data, FID with Inception-v3 otherwise)")
-@click.option("--samples", type=int, default=1000, show_default=True, help="generated samples per metric")
+@click.option("--samples", type=click.IntRange(min=4), default=1000, show_default=True,
+              help="generated samples per metric")
 @click.option("--reference", default="builtin", show_default=True,
               help="reference: builtin (digits held-out split) | builtin-train | builtin-all | folder | .npz")
 @device_option
 def ema(run_dir, sigma_rels, nimg, out, metric, samples, reference, device):
     """Reconstruct power-function EMA profiles from RUN/phema snapshots (EDM2 post-hoc EMA), and
     optionally sweep them with a metric to pick the EMA length."""
+    from diffc.files import check_writable_folder
     from diffc.training.phema import write_reconstruction
     device = resolve_device(device)             # where the metric sweep samples
+    check_writable_folder(Path(out).parent if out else run_dir)
     path = write_reconstruction(run_dir, sigma_rels, out, nimg)
     names = [f"phema-{s:.3f}" for s in sigma_rels]
     click.echo(f"wrote {path} with EMA profiles {', '.join(names)}")

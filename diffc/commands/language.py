@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import click
 
@@ -144,8 +145,10 @@ def import_weights(spec, weights, model, out, which, objective, latent, file_for
     """
     from diffc.checkpoints import MODEL_FORMAT
     from diffc.compiler import build_model
+    from diffc.files import check_writable_folder
     from diffc.model_file import format_for, save_model_file
     from diffc.weights import import_weights as import_into, imported_metadata, read_state_dict
+    check_writable_folder(Path(out).parent)
     state = read_state_dict(weights, which)          # a bad or hostile file is refused before the model is built
     built = build_model(spec, model, device="cpu")
     import_into(built, state)

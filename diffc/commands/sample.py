@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import functools
-import json
-import math
 from pathlib import Path
 
 import click
 
-from diffc.commands.common import device_option, resolve_device
+from diffc.bounds import NON_NEGATIVE, POSITIVE
+from diffc.commands.common import SEED_TYPE, FiniteFloat, device_option, resolve_device
+from diffc.files import check_writable_folder, json_text
 from diffc.sampling import DEFAULT_STEPS, ODE_METHODS, SAMPLERS
 
 
@@ -27,19 +27,26 @@ def sampler_options(command):
         click.option("--steps", type=click.IntRange(min=1), default=None,
                      help="sampling steps; default: the run's sample.steps, or with --sampler that sampler's own: "
                           + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())),
-        click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM stochasticity"),
+        click.option("--eta", type=FiniteFloat(NON_NEGATIVE), default=0.0, show_default=True,
+                     help="DDIM stochasticity"),
         click.option("--ode-method", type=click.Choice(list(ODE_METHODS)), default="heun",
                      show_default=True, help="flow ODE solver (dopri5: adaptive, torchdiffeq)"),
-        click.option("--sigma-min", type=float, default=0.002, show_default=True, help="EDM schedule: lowest sigma"),
-        click.option("--sigma-max", type=float, default=80.0, show_default=True, help="EDM schedule: highest sigma"),
-        click.option("--rho", type=float, default=7.0, show_default=True, help="EDM rho schedule exponent"),
-        click.option("--churn", type=float, default=0.0, show_default=True, help="EDM S_churn (0 = deterministic)"),
-        click.option("--guidance", type=float, default=None,
+        click.option("--sigma-min", type=FiniteFloat(POSITIVE), default=0.002, show_default=True,
+                     help="EDM schedule: lowest sigma"),
+        click.option("--sigma-max", type=FiniteFloat(POSITIVE), default=80.0, show_default=True,
+                     help="EDM schedule: highest sigma"),
+        click.option("--rho", type=FiniteFloat(POSITIVE), default=7.0, show_default=True,
+                     help="EDM rho schedule exponent"),
+        click.option("--churn", type=FiniteFloat(NON_NEGATIVE), default=0.0, show_default=True,
+                     help="EDM S_churn (0 = deterministic)"),
+        click.option("--guidance", type=FiniteFloat(NON_NEGATIVE), default=None,
                      help="classifier-free guidance scale on all conditions (1 = off); with --guide, the scale w "
                           "of D = D_guide + w (D - D_guide); default: the run's sample.guidance for "
                           "class-conditional models (2 in the default recipe), else 1"),
-        click.option("--semantic-guidance", type=float, default=None, help="disentangled guidance: semantic scale"),
-        click.option("--control-guidance", type=float, default=None, help="disentangled guidance: control scale"),
+        click.option("--semantic-guidance", type=FiniteFloat(NON_NEGATIVE), default=None,
+                     help="disentangled guidance: semantic scale"),
+        click.option("--control-guidance", type=FiniteFloat(NON_NEGATIVE), default=None,
+                     help="disentangled guidance: control scale"),
         click.option("--guidance-channels", type=click.IntRange(min=1), default=None,
                      help="guide only the first K output channels (default: the sample channels, a learned "
                           "variance from the conditional branch; 3 reproduces DiT's forward_with_cfg)"),
@@ -49,7 +56,7 @@ def sampler_options(command):
                      help="DDPM/DDIM: clip predicted x0 to [-1, 1] (default: pixel models yes, latent models no)"),
         click.option("--class", "label", type=click.IntRange(min=0), default=None,
                      help="class label for every sample (default: drawn from each sample's seed)"),
-        click.option("--seed", type=int, default=0, show_default=True, help="sample i uses seed SEED + i"),
+        click.option("--seed", type=SEED_TYPE, default=0, show_default=True, help="sample i uses seed SEED + i"),
         click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True),
         device_option,
         click.option("--vae", default=None,
@@ -104,6 +111,7 @@ def sample(checkpoint, count, out, grid_count, guide, guide_ema, spec, model, wh
     from diffc.sampling.images import grid_image, pil_image
 
     options["device"] = resolve_device(options["device"])
+    out = check_writable_folder(out)                     # before loading and sampling, not after
     if spec:
         from diffc.weights import load_released
         bundle = load_released(spec, checkpoint, model, which, device=options["device"], vae=options["vae"])
@@ -116,8 +124,6 @@ def sample(checkpoint, count, out, grid_count, guide, guide_ema, spec, model, wh
         for warning in untrained_null_conditions(bundle, config.guidance, config.semantic_guidance,
                                                  config.control_guidance):
             click.echo(warning, err=True)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     seed = options["seed"]
     batches = []
     for start, images in generate(bundle, count, seed, options["batch"], config, options["label"],
@@ -135,5 +141,5 @@ def sample(checkpoint, count, out, grid_count, guide, guide_ema, spec, model, wh
                   "seeds": [seed, seed + count - 1], "label": options["label"], "sampler": config.provenance(),
                   "autoencoder": bundle.decoder.info if getattr(bundle, "decoder", None) else None,
                   "info": {k: str(v) for k, v in (getattr(bundle, "info", {}) or {}).items()}}
-    (out / "samples.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    (out / "samples.json").write_text(json_text(provenance, indent=2) + "\n")
     click.echo(f"wrote {count} samples, grid.png and samples.npz to {out}")

@@ -4,13 +4,13 @@ Also the building block of `diffc ema --sweep` (the metric of each reconstructed
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from diffc.evaluation.data import reference_input
 from diffc.evaluation.fidelity import SeededGenerator, fidelity_metrics, resolve_extractor, torch_fidelity_version
 from diffc.evaluation.names import name_metrics
+from diffc.files import atomic_write, check_writable_folder, json_text
 from diffc.sampling.generate import SamplerConfig, load_bundle, resolve_for, sample_pixels, to_uint8
 
 
@@ -64,13 +64,14 @@ def evaluate_checkpoint(checkpoint, ema=None, out=None, vae=None, bundle=None, *
     The result goes to `out` if given, else next to the checkpoint as `eval-<ema>-<extractor>-n<N>.json`.
     Keyword arguments are those of `evaluate_bundle`. Returns the result dict, with its path under "path".
     """
+    check_writable_folder(Path(out).parent if out else default_result_path(checkpoint, ema, "", 0).parent,
+                          "result folder")                       # before sampling and scoring, not after
     bundle = bundle or load_bundle(checkpoint, ema=ema, device=kwargs.get("device", "cpu"), vae=vae)
     result = evaluate_bundle(bundle, **kwargs)
     result["provenance"]["ema"] = ema = ema if ema is not None else result["provenance"]["ema"]
     path = Path(out) if out else default_result_path(checkpoint, ema, result["provenance"]["extractor"]["name"],
                                                      result["provenance"]["num_samples"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write(path, json_text(result, indent=2) + "\n")
     result["path"] = str(path)
     return result
 

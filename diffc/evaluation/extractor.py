@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
+from diffc.errors import UserError, first_line
+
 EXTRACTOR_NAME = "diffc-digits-cnn"
 INPUT_RESOLUTION = 16
 TRAIN_SEED = 0
@@ -106,8 +108,17 @@ def ensure_digits_extractor(path=None) -> Path:
 
 
 def load_digits_cnn(path) -> DigitsCNN:
+    """The digits CNN from a weights file; a damaged or foreign file is a UserError naming it."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:              # torch raises many kinds for empty, truncated or foreign files
+        raise UserError(f"cannot read feature-extractor weights ({first_line(exc)})", file=str(path)) from None
     net = DigitsCNN()
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+    try:
+        net.load_state_dict(data["state_dict"])
+    except (TypeError, KeyError, IndexError, RuntimeError) as exc:
+        raise UserError(f"not digits-CNN weights ({first_line(exc)})", file=str(path),
+                        help="pass weights written by diffc, or drop --weights for the cached digits CNN") from None
     return net.eval()
 
 

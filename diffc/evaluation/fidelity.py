@@ -81,6 +81,7 @@ def resolve_extractor(extractor: str, reference: str, weights=None) -> dict:
         if weights is not None and not Path(weights).is_file():
             raise UserError(f"digits extractor weights file not found: {weights}")
         path = digits.ensure_digits_extractor(weights)
+        digits.load_digits_cnn(path)                      # a bad weights file fails now, not after sampling
         layers = {"fid": "pool", "kid": "pool", "prc": "pool", "isc": "logits_unbiased"}
         name = digits.register_digits_extractor()
     return {"name": name, "weights": str(Path(path).resolve()), "weights_sha256": digits.file_sha256(path),

@@ -16,7 +16,7 @@ import attrs
 import torch
 
 from diffc import checkpoints as ckpt
-from diffc.errors import Interrupted, UserError
+from diffc.errors import Interrupted, UserError, first_line
 from diffc.training.conditioning import build_cond
 from diffc.training.data import load_batch, sample_indices
 from diffc.training.latents import open_decoder
@@ -77,6 +77,21 @@ def _check_resume(data: dict, built, recipe_dict: dict, allow_changed: bool, pat
                         help="pass --allow-changed to resume anyway, or --no-resume / a new --run-dir to start afresh")
 
 
+def _restore(data: dict, path: Path, module, optimizer, weighting, ema) -> None:
+    """Load a checkpoint's model, optimizer, weighting, EMA and RNG state; a mismatch is a UserError naming it."""
+    ckpt.load_weights(module, data["model"], path)
+    try:
+        optimizer.load_state_dict(data["optimizer"])
+        weighting.load_state_dict(data["weighting"])
+        if ema is not None and data.get("ema"):
+            ema.load_state_dict(data["ema"])
+        torch.set_rng_state(data["rng"]["torch"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"cannot resume from this checkpoint: its state does not fit this run ({first_line(exc)})",
+                        file=str(path), help="move it aside to resume from the previous checkpoint, or train into "
+                                             "another --run-dir") from None
+
+
 def _plain(value):
     """Tuples and lists compare equal (a checkpoint stores tuples as loaded)."""
     if isinstance(value, dict):
@@ -135,15 +150,10 @@ def train(built, recipe, run_dir, *, recipe_text: str = "", recipe_name: str = "
     ema = _build_ema(recipe.ema, module)
     nimg, nonfinite = 0, 0
     if existing:
-        data = ckpt.load_checkpoint(existing[-1][1])
+        data = ckpt.load_checkpoint(existing[-1][1], needs=ckpt.FOR_RESUME)
         _check_resume(data, built, recipe_dict, allow_changed, existing[-1][1])
-        module.load_state_dict(data["model"])
-        optimizer.load_state_dict(data["optimizer"])
-        weighting.load_state_dict(data["weighting"])
-        if ema is not None and data.get("ema"):
-            ema.load_state_dict(data["ema"])
-        nimg, nonfinite = int(data["nimg"]), int(data.get("nonfinite_steps", 0))
-        torch.set_rng_state(data["rng"]["torch"])
+        _restore(data, existing[-1][1], module, optimizer, weighting, ema)
+        nimg, nonfinite = data["nimg"], int(data.get("nonfinite_steps", 0))
     model = world.wrap(module, compile)
     meta = {"spec_text": built.spec_text, "spec_hash": built.spec_hash, "spec_path": str(built.spec_path),
             "model_name": built.model_name, "recipe": recipe_dict, "recipe_text": recipe_text,

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffc.checkpoints import CHECKPOINT_FORMAT, atomic_save
-from diffc.errors import UserError
+from diffc.checkpoints import CHECKPOINT_FORMAT, FIELDS, atomic_save
+from diffc.errors import UserError, first_line
 from diffc.training.ema import EMAProfiles, copy_state, lerp_state
 
 SNAPSHOT_FORMAT = "diffc-phema-1"
@@ -106,13 +106,21 @@ def list_snapshots(run_dir) -> list[tuple[int, float, Path]]:
     return sorted(found)
 
 
-def _load_snapshot(path: Path) -> dict:
+def _load_snapshot(path: Path, like: dict | None = None) -> dict:
+    """One snapshot file, checked to hold a state dict (with the keys and shapes of `like`, when given)."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"cannot read post-hoc EMA snapshot: {exc}", file=str(path)) from None
+        raise UserError(f"cannot read post-hoc EMA snapshot ({first_line(exc)})", file=str(path),
+                        help="the file is damaged (truncated?); move it aside, reconstruct from the others") from None
     if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
         raise UserError("not a diffc post-hoc EMA snapshot", file=str(path))
+    if not FIELDS["model"][0](data.get("state_dict")):
+        raise UserError("damaged post-hoc EMA snapshot: 'state_dict' is not a dict of named tensors", file=str(path))
+    if like is not None and {k: v.shape for k, v in data["state_dict"].items()} != \
+            {k: v.shape for k, v in like.items()}:
+        raise UserError("this snapshot's weights differ in names or shapes from the run's other snapshots",
+                        file=str(path), help="snapshots of another model were copied into this run's phema/ folder")
     return data
 
 
@@ -134,8 +142,9 @@ def reconstruct(run_dir, sigma_rels, nimg: int | None = None, with_meta: bool = 
                                        [out_nimg] * len(sigma_rels), list(sigma_rels))
     results = [dict() for _ in sigma_rels]
     meta = {}
+    data = None
     for row, (_, _, path) in enumerate(inputs):
-        data = _load_snapshot(path)
+        data = _load_snapshot(path, data["state_dict"] if data else None)
         meta = {k: v for k, v in data.items() if k not in ("state_dict", "std", "gamma")}
         for col, result in enumerate(results):
             for key, value in data["state_dict"].items():

@@ -41,10 +41,10 @@ def plot_loss_curve(stats_path: Path, out_path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     nimg = np.array([r["nimg"] for r in records])
     for key in [k for k in records[-1] if k.startswith("loss")]:
-        ax.plot(nimg, [r.get(key, np.nan) for r in records], label=key)
+        ax.plot(nimg, [np.nan if r.get(key) is None else r[key] for r in records], label=key)   # null: non-finite
     ax.set_xlabel("images")
     ax.set_ylabel("loss")
-    if all(r.get("loss", 0) > 0 for r in records):
+    if all((r.get("loss") or 0) > 0 for r in records):
         ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from diffc.files import atomic_write
+from diffc.files import atomic_write, json_text
 
 _SCALES = ((1024 ** 3, "Gi"), (1024 ** 2, "Mi"), (1024, "Ki"), (1000 ** 2, "M"), (1000, "k"))
 
@@ -110,7 +110,7 @@ class RunLog:
             return
         record = {"nimg": nimg, "time": time.time(), "img_per_s": self.rate, **extra}
         record.update({k: v / self.count for k, v in self.sums.items()})
-        self.stats.write(json.dumps(record) + "\n")
+        self.stats.write(json_text(record) + "\n")
         self.stats.flush()
         if self.writer is not None:
             for key, value in record.items():

@@ -80,7 +80,7 @@ def init_from_checkpoint(module: torch.nn.Module, path, recipe, interface):
     and the noise schedule shifted by r = new / old resolution unless the recipe sets objective.shift."""
     from diffc import checkpoints as ckpt
     file = ckpt.resolve_checkpoint(path)
-    data = ckpt.load_checkpoint(file)
+    data = ckpt.load_checkpoint(file, needs=("model", "recipe"))
     source = ckpt.clean_state_dict(data["model"])
     frozen = {name for name, p in module.named_parameters() if not p.requires_grad}
     frozen |= {name for name, _ in module.named_buffers()}
@@ -100,7 +100,9 @@ def init_from_checkpoint(module: torch.nn.Module, path, recipe, interface):
                                 f"{tuple(value.shape)} here and is not a square position table", file=str(file))
             target[key] = resized
     module.load_state_dict(target)
-    old_res = data["recipe"]["data"]["resolution"]
+    old_res = (data["recipe"].get("data") or {}).get("resolution")
+    if not isinstance(old_res, int) or old_res < 1:
+        raise UserError("--init-from: the checkpoint's recipe has no data.resolution", file=str(file))
     ratio = interface.sample_shape[-1] / old_res
     if ratio != 1 and recipe.objective.shift == 1.0:
         recipe = attrs.evolve(recipe, objective=attrs.evolve(recipe.objective, shift=ratio))
