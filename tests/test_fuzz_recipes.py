@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from diffc.cli import main
+from text_mutations import mutate as mutate_text
 from diffc.training.recipe import Duration, Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,35 +139,8 @@ TOKEN = re.compile(r"[\w.\-]+|[^\w\s]")
 
 
 def mutate(text: str, ops) -> bytes:
-    for op, a, b in ops:
-        tokens = [m.span() for m in TOKEN.finditer(text)]
-        if op == "bomb":
-            text = BOMB + text
-            continue
-        if not tokens:
-            break
-        start, end = tokens[a % len(tokens)]
-        if op == "delete":
-            text = text[:start] + text[end:]
-        elif op == "duplicate":
-            text = text[:end] + " " + text[start:end] + text[end:]
-        elif op == "blow_up":
-            numbers = [m.span() for m in re.finditer(r"(?<![\w.])\d+(\.\d+)?(e-?\d+)?", text)]
-            if numbers:
-                s, e = numbers[a % len(numbers)]
-                text = text[:s] + BLOW_UPS[b % len(BLOW_UPS)] + text[e:]
-        elif op == "insert":
-            text = text[:start] + SNIPPETS[b % len(SNIPPETS)] + text[start:]
-        elif op == "line":
-            lines = text.splitlines(keepends=True)
-            i = a % len(lines)
-            lines.insert(i, lines[i]) if b % 2 else lines.pop(i)
-            text = "".join(lines)
-    data = bytearray(text.encode())
-    for op, a, b in ops:
-        if op == "flip" and data:
-            data[a % len(data)] = b % 256
-    return bytes(data)
+    return mutate_text(text, ops, token=TOKEN, number=r"(?<![\w.])\d+(\.\d+)?(e-?\d+)?", blow_ups=BLOW_UPS,
+                       snippets=SNIPPETS, prefix=BOMB)
 
 
 MUTATIONS = st.lists(st.tuples(st.sampled_from(["delete", "duplicate", "blow_up", "insert", "line", "flip", "bomb"]),

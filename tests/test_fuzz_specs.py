@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 
 from diffc.cli import main
+from text_mutations import mutate as mutate_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(p for p in (ROOT / "specs").rglob("*.diffspec"))
@@ -130,27 +131,7 @@ TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
 def mutate(text: str, ops) -> bytes:
-    for op, a, b in ops:
-        tokens = [m.span() for m in TOKEN.finditer(text)]
-        if not tokens:
-            break
-        start, end = tokens[a % len(tokens)]
-        if op == "delete":
-            text = text[:start] + text[end:]
-        elif op == "duplicate":
-            text = text[:end] + " " + text[start:end] + text[end:]
-        elif op == "blow_up":
-            numbers = [m.span() for m in re.finditer(r"\b\d+(\.\d+)?\b", text)]
-            if numbers:
-                s, e = numbers[a % len(numbers)]
-                text = text[:s] + BLOW_UPS[b % len(BLOW_UPS)] + text[e:]
-        elif op == "insert":
-            text = text[:start] + SNIPPETS[b % len(SNIPPETS)] + text[start:]
-    data = bytearray(text.encode())
-    for op, a, b in ops:
-        if op == "flip" and data:
-            data[a % len(data)] = b % 256
-    return bytes(data)
+    return mutate_text(text, ops, token=TOKEN, number=r"\b\d+(\.\d+)?\b", blow_ups=BLOW_UPS, snippets=SNIPPETS)
 
 
 MUTATIONS = st.lists(st.tuples(st.sampled_from(["delete", "duplicate", "blow_up", "insert", "flip"]),
