@@ -10,12 +10,9 @@ The normal suite runs a small, derandomized profile; the long run is marked `fuz
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import os
 import re
-import signal
 from pathlib import Path
 
 import attrs
@@ -24,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from diffc.cli import main
+from cli_helpers import main_exits_cleanly
 from text_mutations import mutate as mutate_text
 from diffc.training.recipe import Duration, Recipe
 
@@ -52,26 +49,8 @@ def dry_run_exits_cleanly(data: bytes, folder: Path, spec: str = "dit_dtr", reco
     """`diffc train SPEC --recipe R --dry-run` in-process through the CLI entry: exit 0 or 2, no traceback."""
     recipe = folder / "fuzz.yaml"
     recipe.write_bytes(data)
-    out, err = io.StringIO(), io.StringIO()
-
-    def hung(signum, frame):
-        raise TimeoutError(f"the dry run did not finish in {HANG_GUARD_S} s on:\n{data[:2000]!r}")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(HANG_GUARD_S)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_:
-            main(["train", str(ROOT / "specs" / f"{spec}.diffspec"), "--recipe", str(recipe), "--dry-run",
-                  "--run-dir", str(folder / "run")])
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-    text = out.getvalue() + err.getvalue()
-    code = exit_.value.code
-    assert code in (0, 2), f"exit {code}:\n{text}\n--- recipe ---\n{data[:2000]!r}"
-    assert "Traceback" not in text, text
-    if code == 2:
-        assert "error" in text, text
+    code, text = main_exits_cleanly(["train", str(ROOT / "specs" / f"{spec}.diffspec"), "--recipe", str(recipe),
+                                     "--dry-run", "--run-dir", str(folder / "run")], data, HANG_GUARD_S, "recipe")
     if record:                  # hypothesis statistics: how the generated recipes ended
         event("exit 0" if code == 0 else
               "exit 2: " + re.sub(r"[\d.]+|'[^']*'", "_", text.split("error: ", 1)[-1].splitlines()[0])[:60])

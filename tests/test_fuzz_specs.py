@@ -8,12 +8,9 @@ The normal suite runs a small, derandomized profile (a few seconds). The long ru
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 import resource
-import signal
 import subprocess
 import sys
 from functools import lru_cache
@@ -25,7 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 
-from diffc.cli import main
+from cli_helpers import main_exits_cleanly
 from text_mutations import mutate as mutate_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,27 +38,9 @@ def check_exits_cleanly(data: bytes, folder: Path, name: str = "fuzz.diffspec") 
     """Run `diffc check --all` on `data` in-process through the CLI entry; exit 0 or 2, no traceback."""
     spec = folder / name
     spec.write_bytes(data)
-    out, err = io.StringIO(), io.StringIO()
-
-    def hung(signum, frame):
-        raise TimeoutError(f"diffc check did not finish in {HANG_GUARD_S} s on:\n{data[:2000]!r}")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(HANG_GUARD_S)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_:
-            main(["check", "--all", str(spec)])
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-    text = out.getvalue() + err.getvalue()
-    assert exit_.value.code in (0, 2), f"exit {exit_.value.code}:\n{text}\n--- spec ---\n{data[:2000]!r}"
-    assert "Traceback" not in text, text
-    event(f"exit {exit_.value.code}")
-    if exit_.value.code == 2:
-        assert "error" in text, text
-    return exit_.value.code
-
+    code, _ = main_exits_cleanly(["check", "--all", str(spec)], data, HANG_GUARD_S, "spec")
+    event(f"exit {code}")
+    return code
 
 # ---- strategies ------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
