@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 
 import attrs
 import numpy as np

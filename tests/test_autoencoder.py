@@ -1,7 +1,6 @@
 """The SD and EDM2 latent conventions against their formulas, and the AutoencoderKL loader's errors."""
 import json
 
-import numpy as np
 import pytest
 import torch
 from latent_helpers import make_tiny_vae

@@ -13,7 +13,7 @@ import torch
 from diffc import checkpoints as ckpt
 from diffc.cli import main
 from diffc.errors import UserError
-from diffc.files import atomic_write, json_text
+from diffc.files import json_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "dit_dtr.diffspec"

@@ -14,7 +14,8 @@ from diffc.errors import UserError
 from diffc.interface import Condition, ModelInterface, NoiseInput
 from diffc.blocks.nn.conditioning import noisy_replicate_pad
 from diffc.training.conditioning import build_cond, check_conditions
-from diffc.training.data import CONTROL_FIELDS, build_dataset, load_batch, sample_indices
+from diffc.interface import CONTROL_FIELDS
+from diffc.training.data import build_dataset, load_batch, sample_indices
 from diffc.training.recipe import ConditioningConfig, DataConfig
 
 

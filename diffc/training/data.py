@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from diffc.datacheck import check_items, image_problem
 from diffc.errors import UserError
-from diffc.interface import CONTROL_FIELDS
 from diffc.training.latents import LatentData, has_latent_metadata
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
